@@ -1,0 +1,41 @@
+"""Right after conversion the LoRA model must compute exactly what the base model computes."""
+
+import mlx.core as mx
+
+from harness.checking import Check, Measurement, register
+
+
+@register
+class IdentityAtInit(Check):
+    name = "identity_at_init"
+    summary = "before training, LoRA model logits equal the base model's (lora_b starts at zero)"
+    symptom = (
+        "The adapter perturbs the model before it has learned anything (lora_b not zero, a "
+        "hand-rolled LoRA layer, wrong DoRA magnitude): generation degrades from step 0."
+    )
+    remedy = (
+        "Use linear_to_lora_layers / LoRALinear.from_base, which start lora_b at zero so the "
+        "adapted model is the base model until training moves it."
+    )
+    requires = ("weights",)
+    # DoRA rescales by m/||W||, which is 1 only up to float rounding.
+    relative_tolerance = 1e-5
+
+    def measure(self, ctx) -> Measurement:
+        base, lora = ctx.base_logits, ctx.init_logits
+        difference = mx.abs(base.astype(mx.float32) - lora.astype(mx.float32))
+        scale = mx.maximum(mx.max(mx.abs(base.astype(mx.float32))), mx.array(1e-12))
+        relative = (mx.max(difference) / scale).item()
+        return Measurement(
+            observed=relative,
+            expected=0.0,
+            evidence={"max_abs_difference": mx.max(difference).item(), "tolerance": self.relative_tolerance},
+        )
+
+    def judge(self, measurement: Measurement) -> tuple[str, str]:
+        if measurement.observed <= self.relative_tolerance:
+            return "pass", f"max relative logit difference {measurement.observed:.2e} at init"
+        return "fail", (
+            f"LoRA model differs from the base before training: max relative logit difference "
+            f"{measurement.observed:.3g} (tolerance {self.relative_tolerance:g})"
+        )

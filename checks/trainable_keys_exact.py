@@ -1,0 +1,26 @@
+"""The set of trainable names is exactly the expected adapter leaves, nothing else."""
+
+from harness import keysets
+from harness.checking import Check, Measurement, register
+
+
+@register
+class TrainableKeysExact(Check):
+    name = "trainable_keys_exact"
+    summary = "trainable names are exactly the expected *.lora_a / *.lora_b (and *.m for DoRA)"
+    symptom = (
+        "Base weights (e.g. *.linear.weight, embeddings, norms) are trainable and drift, or "
+        "some adapters are frozen and never learn; the counts can still look plausible."
+    )
+    remedy = (
+        "Call model.freeze() before linear_to_lora_layers and unfreeze with "
+        "keys=['lora_a','lora_b'] (plus 'm' for DoRA), strict=False; never unfreeze() bare."
+    )
+
+    def measure(self, ctx) -> Measurement:
+        return keysets.compare(ctx.trainable_keys(), ctx.expectations.trainable_keys())
+
+    def judge(self, measurement: Measurement) -> tuple[str, str]:
+        return keysets.judge(
+            measurement, "trainable parameters", "unexpected trainable", "expected but frozen"
+        )

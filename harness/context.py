@@ -1,0 +1,147 @@
+"""The run context: builds what checks ask for, lazily and once, and shares it.
+
+Structural checks need only the converted model; training checks need the short
+training run (fingerprints before/after, gradient keys, optimizer state, losses).
+Nothing is built until a check asks for it, so `--check lora_layer_count` on a
+shape-only 7B model never touches a weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from mlx.utils import tree_flatten
+
+from harness import data, expectations, fingerprint, recipe as recipes, trainer
+from harness.lora_config import LoRAConfig
+from harness.sources import ModelSource
+
+
+@dataclass
+class TrainingOutcome:
+    """What the short training run left behind for the checks to read."""
+
+    metrics: list[dict]
+    gradient_keys: set[str]
+    optimizer_state_keys: set[str]
+    base_before: dict
+    base_after: dict
+    adapter_before: dict
+    adapter_after: dict
+    optimizer: object = field(repr=False, default=None)
+
+
+class RunContext:
+    def __init__(
+        self,
+        source: ModelSource,
+        lora: LoRAConfig,
+        pins: dict | None = None,
+        recipe: recipes.Recipe = recipes.CORRECT,
+        data_dir: str | None = None,
+        step_callbacks=(),
+    ):
+        self.source = source
+        self.lora = lora
+        self.pins = dict(pins or {})
+        self.recipe = recipe
+        self.data_dir = data_dir
+        self.step_callbacks = list(step_callbacks)
+
+    # -- capabilities -------------------------------------------------------------
+    def offers(self, capability: str) -> bool:
+        if capability == "weights":
+            return self.source.has_weights
+        return True
+
+    def why_not(self, capability: str) -> str:
+        if capability == "weights":
+            return f"{self.source.spec} is shape-only: weights are never materialised"
+        return f"this run does not offer {capability}"
+
+    # -- model and expectations ------------------------------------------------------
+    @cached_property
+    def _loaded(self):
+        return self.source.load()
+
+    @property
+    def tokenizer(self):
+        return self._loaded[1]
+
+    @cached_property
+    def expectations(self) -> expectations.Expectations:
+        # Must read the model before conversion: the walk sees the original modules.
+        if "lora_model" in self.__dict__:
+            raise RuntimeError("expectations must be derived before the model is converted")
+        model = self._loaded[0]
+        return expectations.derive(self.source.config, model, self.lora, self.pins)
+
+    @cached_property
+    def probe_batch(self):
+        """The tiny batch the run overfits, from --data or the built-in corpus."""
+        rows = data.load_rows(self.data_dir)
+        dataset = data.tokenized_dataset(rows, self.tokenizer)
+        return data.first_batch(dataset, self.lora.batch_size, self.lora.max_seq_length, self.lora.seed)
+
+    @cached_property
+    def base_logits(self):
+        """Logits of the unconverted model on the probe batch."""
+        if "lora_model" in self.__dict__:
+            raise RuntimeError("base logits must be taken before the model is converted")
+        return recipes.probe_logits(self._loaded[0], self.probe_batch[0])
+
+    @cached_property
+    def lora_model(self):
+        """The model after the recipe's freeze -> convert -> unfreeze."""
+        self.expectations  # noqa: B018  (derive from the unconverted model first)
+        if self.source.has_weights:
+            self.base_logits  # noqa: B018
+        return trainer.prepare_lora_model(self._loaded[0], self.lora, self.recipe)
+
+    @cached_property
+    def init_logits(self):
+        return recipes.probe_logits(self.lora_model, self.probe_batch[0])
+
+    def trainable_keys(self) -> set[str]:
+        return {name for name, _ in tree_flatten(self.lora_model.trainable_parameters())}
+
+    # -- training -------------------------------------------------------------------
+    @cached_property
+    def training(self) -> TrainingOutcome:
+        model = self.lora_model
+        self.init_logits  # noqa: B018  (before any step moves the adapters)
+        adapter, base = recipes.split_adapter_and_base(model)
+        adapter_before, base_before = fingerprint.fingerprint(adapter), fingerprint.fingerprint(base)
+        tokens, lengths = self.probe_batch
+        loss_and_grad = self.recipe.value_and_grad(model, trainer.default_loss)
+        _, grads = loss_and_grad(model, tokens, lengths)
+        gradient_keys = {name for name, _ in tree_flatten(grads)}
+        optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
+        batches = [self.probe_batch] * self.lora.iters
+        metrics = trainer.train(model, optimizer, batches, self.recipe, callbacks=self.step_callbacks)
+        adapter, base = recipes.split_adapter_and_base(model)
+        return TrainingOutcome(
+            metrics=metrics,
+            gradient_keys=gradient_keys,
+            optimizer_state_keys=optimizer_state_keys(optimizer),
+            base_before=base_before,
+            base_after=fingerprint.fingerprint(base),
+            adapter_before=adapter_before,
+            adapter_after=fingerprint.fingerprint(adapter),
+            optimizer=optimizer,
+        )
+
+    @property
+    def trained(self) -> bool:
+        return "training" in self.__dict__
+
+
+def optimizer_state_keys(optimizer) -> set[str]:
+    """Parameter names that hold optimizer state (Adam's m/v live under each name)."""
+    keys = set()
+    for name, _ in tree_flatten(optimizer.state):
+        owner, _, _ = name.rpartition(".")
+        if owner:
+            keys.add(owner)
+    return keys

@@ -1,0 +1,14 @@
+"""Errors the CLI turns into one-line messages and distinct exit codes."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+
+
+class InputError(Exception):
+    """Bad input from the user: the message names the problem and what to do (exit 2)."""
+
+    exit_code = EXIT_BAD_INPUT

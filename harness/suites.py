@@ -1,0 +1,59 @@
+"""Named lists of checks, and running them against one context."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from harness.checking import CheckResult, all_checks
+from harness.errors import InputError
+
+STRUCTURE = [
+    "lora_layer_count",
+    "trainable_array_count",
+    "trainable_parameter_count",
+    "trainable_keys_exact",
+]
+
+GATE = STRUCTURE + [
+    "identity_at_init",
+    "gradient_tree_matches_trainable",
+    "optimizer_state_matches_trainable",
+    "frozen_base_unchanged",
+    "adapters_changed",
+    "loss_finite_and_decreasing",
+]
+
+SUITES: dict[str, dict] = {
+    "structure": {"checks": STRUCTURE, "summary": "counts and names only; no weights needed"},
+    "gate": {"checks": GATE, "summary": "the whole pipeline on a short training run (default)"},
+}
+
+DEFAULT_SUITE = "gate"
+
+
+def select(suite: str | None, names: list[str] | None) -> list[str]:
+    """Check names to run: `--check` names if given, else the suite's list."""
+    registry = all_checks()
+    if names:
+        unknown = [n for n in names if n not in registry]
+        if unknown:
+            raise InputError(
+                f"unknown check {unknown[0]!r}; run 'lora-harness list' to see the available checks"
+            )
+        return list(dict.fromkeys(names))
+    suite = suite or DEFAULT_SUITE
+    if suite not in SUITES:
+        raise InputError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}")
+    return list(SUITES[suite]["checks"])
+
+
+def run_checks(ctx, names: list[str], on_result: Callable[[CheckResult], None] | None = None):
+    """Run each named check against `ctx`; returns the results in order."""
+    registry = all_checks()
+    results = []
+    for name in names:
+        result = registry[name]().run(ctx)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

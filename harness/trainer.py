@@ -1,0 +1,109 @@
+"""A minimal MLX LoRA trainer: the seed's recipe, a compiled step, callbacks for observers.
+
+Shaped like `mlx_lm.tuner.trainer`: plain functions, the loss and the batches passed in,
+one `mx.eval` per step, and per-step metrics handed to callbacks (the seam the checks,
+the progress bar and the report use).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+from mlx.utils import tree_flatten
+from mlx_lm.tuner.trainer import default_loss
+
+from harness.lora_config import LoRAConfig
+from harness.recipe import CORRECT, Recipe
+
+
+class StepCallback(Protocol):
+    def __call__(self, metrics: dict) -> None: ...
+
+
+def prepare_lora_model(model: nn.Module, lora: LoRAConfig, recipe: Recipe = CORRECT) -> nn.Module:
+    """freeze -> convert -> unfreeze adapters, as the recipe says."""
+    mx.random.seed(lora.seed)
+    recipe.freeze(model)
+    recipe.convert(model, lora)
+    recipe.unfreeze(model, lora)
+    return model
+
+
+def make_optimizer(model: nn.Module, lora: LoRAConfig, recipe: Recipe = CORRECT) -> optim.Optimizer:
+    optimizer = optim.Adam(learning_rate=lora.learning_rate)
+    recipe.init_optimizer(optimizer, model)
+    return optimizer
+
+
+def train(
+    model: nn.Module,
+    optimizer: optim.Optimizer,
+    batches: Iterable[tuple[mx.array, mx.array]],
+    recipe: Recipe = CORRECT,
+    loss: Callable = default_loss,
+    callbacks: Iterable[StepCallback] = (),
+) -> list[dict]:
+    """Train on every batch of `batches`; returns the per-step metrics."""
+    loss_and_grad = recipe.value_and_grad(model, loss)
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(tokens, lengths):
+        (loss_value, loss_tokens), grads = loss_and_grad(model, tokens, lengths)
+        optimizer.update(model, grads)
+        return loss_value, loss_tokens
+
+    model.train()
+    history = []
+    for iteration, (tokens, lengths) in enumerate(batches, start=1):
+        tic = time.perf_counter()
+        loss_value, loss_tokens = step(tokens, lengths)
+        mx.eval(state, loss_value, loss_tokens)
+        history.append(_step_metrics(iteration, loss_value, loss_tokens, time.perf_counter() - tic))
+        for callback in callbacks:
+            callback(history[-1])
+    return history
+
+
+def _step_metrics(iteration: int, loss_value, loss_tokens, seconds: float) -> dict:
+    tokens = int(loss_tokens.item())
+    return {
+        "iteration": iteration,
+        "loss": float(loss_value.item()),
+        "loss_tokens": tokens,
+        "step_time_s": seconds,
+        "tokens_per_second": tokens / seconds if seconds > 0 else None,
+        "peak_memory_gb": mx.get_peak_memory() / 1e9,
+        "active_memory_gb": mx.get_active_memory() / 1e9,
+        "cache_memory_gb": mx.get_cache_memory() / 1e9,
+    }
+
+
+def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
+    """What mlx-lm saves: every trainable array under its flattened name."""
+    return dict(tree_flatten(model.trainable_parameters()))
+
+
+def save_adapter(model: nn.Module, lora: LoRAConfig, folder: Path, extra: dict | None = None) -> Path:
+    """Write mlx-lm's adapter format: adapter_config.json + adapters.safetensors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "fine_tune_type": lora.fine_tune_type,
+        "num_layers": lora.num_layers,
+        "lora_parameters": lora.lora_parameters(),
+        "batch_size": lora.batch_size,
+        "iters": lora.iters,
+        "learning_rate": lora.learning_rate,
+        "seed": lora.seed,
+        **(extra or {}),
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
+    mx.save_safetensors(str(folder / "adapters.safetensors"), adapter_weights(model))
+    return folder
