@@ -20,12 +20,16 @@ class AdaptersChanged(Check):
 
     def measure(self, ctx) -> Measurement:
         if ctx.lora.iters < 2:
-            raise SkipCheck("needs --iters >= 2: lora_b starts at zero, so lora_a only moves on step 2")
+            raise SkipCheck(
+                "needs --iters >= 2: lora_b starts at zero, so lora_a only moves on step 2"
+            )
         outcome = ctx.training
         moved = fingerprint.changed(outcome.adapter_before, outcome.adapter_after)
         still = sorted(set(outcome.adapter_before) - set(moved))
         evidence = {"unchanged": still[:5], "steps": len(outcome.metrics)}
-        return Measurement(observed=len(moved), expected=len(outcome.adapter_before), evidence=evidence)
+        return Measurement(
+            observed=len(moved), expected=len(outcome.adapter_before), evidence=evidence
+        )
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         if measurement.expected == 0:

@@ -31,7 +31,10 @@ class FrozenBaseUnchanged(Check):
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         total = measurement.evidence["tensors_fingerprinted"]
         if measurement.observed == 0:
-            return "pass", f"all {total} base tensors bit-identical after {measurement.evidence['steps']} steps"
+            return (
+                "pass",
+                f"all {total} base tensors bit-identical after {measurement.evidence['steps']} steps",
+            )
         return "fail", (
             f"{measurement.observed} of {total} base tensors changed during training "
             f"(e.g. {measurement.evidence['changed'][0]})"

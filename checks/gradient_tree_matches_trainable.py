@@ -22,4 +22,6 @@ class GradientTreeMatchesTrainable(Check):
         return keysets.compare(ctx.training.gradient_keys, ctx.expectations.trainable_keys())
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
-        return keysets.judge(measurement, "gradient leaves", "not adapters", "adapters without gradient")
+        return keysets.judge(
+            measurement, "gradient leaves", "not adapters", "adapters without gradient"
+        )

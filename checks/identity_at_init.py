@@ -29,7 +29,10 @@ class IdentityAtInit(Check):
         return Measurement(
             observed=relative,
             expected=0.0,
-            evidence={"max_abs_difference": mx.max(difference).item(), "tolerance": self.relative_tolerance},
+            evidence={
+                "max_abs_difference": mx.max(difference).item(),
+                "tolerance": self.relative_tolerance,
+            },
         )
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:

@@ -28,7 +28,9 @@ class LossFiniteAndDecreasing(Check):
         evidence = {
             "losses": losses,
             "non_finite_steps": bad_steps,
-            "zero_token_steps": [s["iteration"] for s in ctx.training.metrics if s["loss_tokens"] == 0],
+            "zero_token_steps": [
+                s["iteration"] for s in ctx.training.metrics if s["loss_tokens"] == 0
+            ],
             "min_relative_drop": self.min_relative_drop,
         }
         return Measurement(observed=ratio, expected=1 - self.min_relative_drop, evidence=evidence)

@@ -20,4 +20,6 @@ class OptimizerStateMatchesTrainable(Check):
         return keysets.compare(keys, ctx.expectations.trainable_keys())
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
-        return keysets.judge(measurement, "optimizer state", "not adapters", "adapters without state")
+        return keysets.judge(
+            measurement, "optimizer state", "not adapters", "adapters without state"
+        )

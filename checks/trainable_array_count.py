@@ -31,7 +31,10 @@ class TrainableArrayCount(Check):
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         reported = measurement.evidence["trainer_reported"]
         if measurement.observed != measurement.expected:
-            return "fail", f"{measurement.observed} trainable arrays, expected {measurement.expected}"
+            return (
+                "fail",
+                f"{measurement.observed} trainable arrays, expected {measurement.expected}",
+            )
         if reported != measurement.observed:
             return "fail", (
                 f"the trainer reports {reported} trainable arrays but the flattened tree holds "

@@ -8,7 +8,9 @@ from harness.checking import Check, Measurement, register
 @register
 class TrainableParameterCount(Check):
     name = "trainable_parameter_count"
-    summary = "trainable scalars equal the sum of r*(in+out) (+out for DoRA) over adapted projections"
+    summary = (
+        "trainable scalars equal the sum of r*(in+out) (+out for DoRA) over adapted projections"
+    )
     symptom = (
         "Millions of base weights train alongside the adapters, or the rank/keys differ from "
         "what was asked (e.g. a formula assuming square projections misses GQA's smaller k/v)."

@@ -13,7 +13,8 @@ from functools import cached_property
 
 from mlx.utils import tree_flatten
 
-from harness import data, expectations, fingerprint, recipe as recipes, trainer
+from harness import data, expectations, fingerprint, trainer
+from harness import recipe as recipes
 from harness.lora_config import LoRAConfig
 from harness.sources import ModelSource
 
@@ -48,6 +49,7 @@ class RunContext:
         self.recipe = recipe
         self.data_dir = data_dir
         self.step_callbacks = list(step_callbacks)
+        self._training: TrainingOutcome | Exception | None = None
 
     # -- capabilities -------------------------------------------------------------
     def offers(self, capability: str) -> bool:
@@ -82,7 +84,9 @@ class RunContext:
         """The tiny batch the run overfits, from --data or the built-in corpus."""
         rows = data.load_rows(self.data_dir)
         dataset = data.tokenized_dataset(rows, self.tokenizer)
-        return data.first_batch(dataset, self.lora.batch_size, self.lora.max_seq_length, self.lora.seed)
+        return data.first_batch(
+            dataset, self.lora.batch_size, self.lora.max_seq_length, self.lora.seed
+        )
 
     @cached_property
     def base_logits(self):
@@ -107,19 +111,33 @@ class RunContext:
         return {name for name, _ in tree_flatten(self.lora_model.trainable_parameters())}
 
     # -- training -------------------------------------------------------------------
-    @cached_property
+    @property
     def training(self) -> TrainingOutcome:
+        """The short training run, done once; a failure is kept and re-raised, never retried."""
+        if self._training is None:
+            try:
+                self._training = self._train()
+            except Exception as error:
+                self._training = error
+        if isinstance(self._training, Exception):
+            raise self._training
+        return self._training
+
+    def _train(self) -> TrainingOutcome:
         model = self.lora_model
         self.init_logits  # noqa: B018  (before any step moves the adapters)
         adapter, base = recipes.split_adapter_and_base(model)
-        adapter_before, base_before = fingerprint.fingerprint(adapter), fingerprint.fingerprint(base)
+        adapter_before, base_before = (
+            fingerprint.fingerprint(adapter),
+            fingerprint.fingerprint(base),
+        )
         tokens, lengths = self.probe_batch
-        loss_and_grad = self.recipe.value_and_grad(model, trainer.default_loss)
-        _, grads = loss_and_grad(model, tokens, lengths)
-        gradient_keys = {name for name, _ in tree_flatten(grads)}
+        gradient_keys = self._gradient_keys(model, tokens, lengths)
         optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
         batches = [self.probe_batch] * self.lora.iters
-        metrics = trainer.train(model, optimizer, batches, self.recipe, callbacks=self.step_callbacks)
+        metrics = trainer.train(
+            model, optimizer, batches, self.recipe, callbacks=self.step_callbacks
+        )
         adapter, base = recipes.split_adapter_and_base(model)
         return TrainingOutcome(
             metrics=metrics,
@@ -132,9 +150,20 @@ class RunContext:
             optimizer=optimizer,
         )
 
+    def _gradient_keys(self, model, tokens, lengths) -> set[str]:
+        """Names in the gradient tree of the recipe's step, leaving the model as it was."""
+        # value_and_grad implementations swap traced arrays into the model; put the
+        # originals back so the probe cannot change what the training run starts from.
+        originals = model.parameters()
+        loss_and_grad = self.recipe.value_and_grad(model, self.recipe.loss)
+        _, grads = loss_and_grad(model, tokens, lengths)
+        keys = {name for name, _ in tree_flatten(grads)}
+        model.update(originals)
+        return keys
+
     @property
     def trained(self) -> bool:
-        return "training" in self.__dict__
+        return isinstance(self._training, TrainingOutcome)
 
 
 def optimizer_state_keys(optimizer) -> set[str]:

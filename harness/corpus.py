@@ -118,5 +118,9 @@ def corpus(voice: str, count: int, seed: int = 0) -> list[str]:
 
 def mixed_corpus(count_per_voice: int, seed: int = 0) -> list[str]:
     """Both voices interleaved, for training the fixture tokenizer."""
-    pairs = zip(corpus("formal", count_per_voice, seed), corpus("folksy", count_per_voice, seed))
+    pairs = zip(
+        corpus("formal", count_per_voice, seed),
+        corpus("folksy", count_per_voice, seed),
+        strict=False,
+    )
     return [text for pair in pairs for text in pair]

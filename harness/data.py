@@ -24,7 +24,9 @@ def default_rows(count: int = 64, seed: int = 0) -> list[dict]:
 
 def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
-        raise InputError(f"{path} not found; --data must be a folder with train.jsonl (mlx-lm format)")
+        raise InputError(
+            f"{path} not found; --data must be a folder with train.jsonl (mlx-lm format)"
+        )
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -32,9 +34,11 @@ def read_jsonl(path: Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            raise InputError(f"{path}:{number} is not valid JSON; each line must be one JSON object")
+            raise InputError(
+                f"{path}:{number} is not valid JSON; each line must be one JSON object"
+            )
         if not isinstance(row, dict):
-            raise InputError(f"{path}:{number} must be a JSON object such as {{\"text\": ...}}")
+            raise InputError(f'{path}:{number} must be a JSON object such as {{"text": ...}}')
         rows.append(row)
     if not rows:
         raise InputError(f"{path} has no rows; add training examples")

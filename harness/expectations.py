@@ -139,13 +139,19 @@ def parse_pins(items: list[str]) -> dict[str, float]:
         name, sep, raw = item.partition("=")
         name = name.strip()
         if not sep or not name or not raw.strip():
-            raise InputError(f"--expect {item!r} is not NAME=VALUE; e.g. --expect trainable_arrays=392")
+            raise InputError(
+                f"--expect {item!r} is not NAME=VALUE; e.g. --expect trainable_arrays=392"
+            )
         if name not in PINNABLE:
-            raise InputError(f"--expect {name}: unknown name; use one of {', '.join(sorted(PINNABLE))}")
+            raise InputError(
+                f"--expect {name}: unknown name; use one of {', '.join(sorted(PINNABLE))}"
+            )
         try:
             number = float(raw)
         except ValueError:
-            raise InputError(f"--expect {item!r}: {raw!r} is not a number; e.g. --expect {name}=392")
+            raise InputError(
+                f"--expect {item!r}: {raw!r} is not a number; e.g. --expect {name}=392"
+            )
         pins[name] = int(number) if number.is_integer() else number
     return pins
 

@@ -28,7 +28,9 @@ def fingerprint(arrays: dict[str, mx.array]) -> dict[str, tuple[int, int]]:
     names = sorted(arrays)
     digests = [tensor_digest(arrays[name]) for name in names]
     mx.eval(digests)
-    return {name: tuple(int(v) for v in d.tolist()) for name, d in zip(names, digests)}
+    return {
+        name: tuple(int(v) for v in d.tolist()) for name, d in zip(names, digests, strict=False)
+    }
 
 
 def changed(before: dict, after: dict) -> list[str]:

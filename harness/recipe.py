@@ -7,13 +7,14 @@ shown to catch the bugs they exist for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
+from mlx_lm.tuner.trainer import default_loss
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
 from harness.lora_config import LoRAConfig
@@ -58,6 +59,7 @@ class Recipe:
     init_optimizer: Callable = init_optimizer_on_trainable
     value_and_grad: Callable = module_value_and_grad
     count_trainable: Callable = count_trainable_arrays
+    loss: Callable = default_loss
     name: str = "correct"
 
 

@@ -59,7 +59,9 @@ def resolve(spec: str | None) -> ModelSource:
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise InputError(f"--model {spec} is a file; pass the model folder that holds config.json")
+            raise InputError(
+                f"--model {spec} is a file; pass the model folder that holds config.json"
+            )
         return ModelSource(spec, "local", read_config(path / "config.json"), path)
     if _looks_like_hub_id(spec):
         return _resolve_hub(spec)
@@ -83,7 +85,9 @@ def build_from_config(config: dict):
     try:
         return model_class(args_class.from_dict(config))
     except (TypeError, KeyError, ValueError) as exc:
-        raise InputError(f"config.json does not describe a valid {config['model_type']} model: {exc}")
+        raise InputError(
+            f"config.json does not describe a valid {config['model_type']} model: {exc}"
+        )
 
 
 def read_config(path: Path) -> dict:

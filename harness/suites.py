@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from harness.checking import CheckResult, all_checks
 from harness.errors import InputError

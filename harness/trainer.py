@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
-from mlx_lm.tuner.trainer import default_loss
 
 from harness.lora_config import LoRAConfig
 from harness.recipe import CORRECT, Recipe
@@ -47,11 +47,11 @@ def train(
     optimizer: optim.Optimizer,
     batches: Iterable[tuple[mx.array, mx.array]],
     recipe: Recipe = CORRECT,
-    loss: Callable = default_loss,
+    loss: Callable | None = None,
     callbacks: Iterable[StepCallback] = (),
 ) -> list[dict]:
-    """Train on every batch of `batches`; returns the per-step metrics."""
-    loss_and_grad = recipe.value_and_grad(model, loss)
+    """Train on every batch of `batches` (loss defaults to the recipe's); returns per-step metrics."""
+    loss_and_grad = recipe.value_and_grad(model, loss or recipe.loss)
     state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
@@ -91,7 +91,9 @@ def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
     return dict(tree_flatten(model.trainable_parameters()))
 
 
-def save_adapter(model: nn.Module, lora: LoRAConfig, folder: Path, extra: dict | None = None) -> Path:
+def save_adapter(
+    model: nn.Module, lora: LoRAConfig, folder: Path, extra: dict | None = None
+) -> Path:
     """Write mlx-lm's adapter format: adapter_config.json + adapters.safetensors."""
     folder.mkdir(parents=True, exist_ok=True)
     config = {

@@ -1,0 +1,33 @@
+"""`lora-harness fixture export DIR`: write the built-in model where other tools can use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import fixture
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("fixture", help="build or export the built-in fixture model")
+    actions = parser.add_subparsers(dest="fixture_action", metavar="ACTION", required=True)
+    export = actions.add_parser(
+        "export",
+        help="write fixture:NAME as an mlx-lm model folder (usable by mlx_lm.lora, mlx_lm.load)",
+    )
+    export.add_argument("directory", type=Path, help="destination folder")
+    export.add_argument("--name", default="tiny", help="fixture name (default tiny)")
+    export.set_defaults(handler=handle_export)
+    path = actions.add_parser("path", help="print the cached fixture folder, building it if needed")
+    path.add_argument("--name", default="tiny", help="fixture name (default tiny)")
+    path.set_defaults(handler=handle_path)
+
+
+def handle_export(args) -> int:
+    folder = fixture.export(args.name, args.directory)
+    print(f"fixture:{args.name} written to {folder}")
+    return 0
+
+
+def handle_path(args) -> int:
+    print(fixture.fixture_path(args.name))
+    return 0

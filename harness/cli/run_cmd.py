@@ -1,0 +1,74 @@
+"""`lora-harness run`: train a few LoRA steps, run the suite, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import options, progress, suites
+from harness.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
+from harness.run import execute, prepare, settings_from, write_run_folder
+from reports import json_report
+
+EPILOG = """\
+examples:
+  lora-harness run                                   # gate suite on the built-in fixture
+  lora-harness run --model shape:qwen2.5-7b --suite structure --json -
+  lora-harness run --model ./Qwen2.5-7B-mlx --num-layers 16 --expect trainable_arrays=224
+"""
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a suite of health checks",
+        description="Prepare a LoRA model with the working recipe, train a few steps and check it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    options.add_to_argparse(parser, options.RUN_OPTIONS)
+    parser.add_argument(
+        "--suite", choices=sorted(suites.SUITES), help="suite to run (default gate)"
+    )
+    parser.add_argument(
+        "--check", action="append", metavar="NAME", help="run only this check (repeatable)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("lora-harness-out"),
+        help="folder for run folders OUT/<run-id>/ with report.json and adapters/ (default ./lora-harness-out)",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the report JSON to PATH, or - for stdout only"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    settings = settings_from(vars(args))
+    to_stdout = args.json == "-"
+    show = progress.Progress(settings.lora.iters, enabled=not args.quiet)
+    show.note(f"lora-harness: preparing {settings.model or 'fixture:tiny'}")
+    ctx = prepare(settings, step_callbacks=[show.on_step])
+    show.note(f"running {len(settings.check_names)} checks")
+    report = execute(settings, ctx, on_result=show.on_result)
+    path = write_run_folder(report, ctx, args.out)
+    text = json_report.dumps(report)
+    if to_stdout:
+        sys.stdout.write(text)
+    elif args.json:
+        json_report.write_atomic(Path(args.json), text)
+    show.note(progress.summary_line(report["summary"]))
+    show.note(f"report: {path}")
+    return exit_code(report["summary"])
+
+
+def exit_code(summary: dict) -> int:
+    if summary["fail"]:
+        return EXIT_CHECK_FAILED
+    if summary["error"]:
+        return EXIT_INTERNAL
+    return EXIT_OK

@@ -1,0 +1,207 @@
+"""Known LoRA bugs, each the correct recipe with one step swapped for the broken variant.
+
+Every fault names the checks that must catch it; the tests (and later `lora-harness
+selftest`) run each one and prove they do. Sources: the seed's "what doesn't work"
+list and the failures in ANCHORS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.tuner.lora import LoRALinear
+from mlx_lm.tuner.trainer import default_loss
+from mlx_lm.tuner.utils import linear_to_lora_layers
+
+from harness.lora_config import LoRAConfig
+from harness.recipe import CORRECT, Recipe, convert_with_mlx_lm
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    recipe: Recipe
+    expected_checks: tuple[str, ...]
+    lora_overrides: dict = field(default_factory=dict)
+
+
+def _unfreeze_everything(model: nn.Module, lora: LoRAConfig) -> None:
+    model.unfreeze()
+
+
+def _hand_built_lora_after_freeze(model: nn.Module, lora: LoRAConfig) -> None:
+    # The bug: a fresh LoRALinear's own `.linear` is created unfrozen, then the base weight
+    # is copied into it; freeze() ran before, so nothing freezes the new module.
+    for block in model.layers:
+        for name, module in list(block.named_modules()):
+            if isinstance(module, nn.Linear):
+                out_dims, in_dims = module.weight.shape
+                wrapped = LoRALinear(
+                    in_dims, out_dims, r=lora.rank, scale=lora.scale, bias="bias" in module
+                )
+                wrapped.linear.update(module.parameters())
+                block.update_modules(_nested(name, wrapped))
+
+
+def _nested(dotted: str, value):
+    tree = value
+    for part in reversed(dotted.split(".")):
+        tree = {part: tree}
+    return tree
+
+
+def _legacy_qv_keys(model: nn.Module, lora: LoRAConfig) -> None:
+    # mlx-lm before v0.28.2 adapted only q_proj and v_proj when no keys were given.
+    config = {**lora.lora_parameters(), "keys": ["self_attn.q_proj", "self_attn.v_proj"]}
+    linear_to_lora_layers(model, lora.num_layers, config, use_dora=lora.use_dora)
+
+
+def _mlx_lm_default_num_layers(model: nn.Module, lora: LoRAConfig) -> None:
+    # mlx_lm.lora's --num-layers default (16) silently applied on a deeper request.
+    partial = max(1, len(model.layers) // 2)
+    linear_to_lora_layers(model, partial, lora.lora_parameters(), use_dora=lora.use_dora)
+
+
+def _nonzero_lora_b(model: nn.Module, lora: LoRAConfig) -> None:
+    convert_with_mlx_lm(model, lora)
+    for _, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            module.lora_b = mx.random.normal(module.lora_b.shape) * 0.02
+
+
+def _skip_init(optimizer, model: nn.Module) -> None:
+    return None
+
+
+def _init_on_all_parameters(optimizer, model: nn.Module) -> None:
+    optimizer.init(model.parameters())
+
+
+def _mx_value_and_grad(model: nn.Module, loss_fn):
+    # Differentiates argument 0 — the whole module tree, frozen weights included.
+    def loss_of_parameters(parameters, *args):
+        model.update(parameters)
+        return loss_fn(model, *args)
+
+    value_and_grad = mx.value_and_grad(loss_of_parameters)
+
+    def step(model_, *args):
+        return value_and_grad(model_.parameters(), *args)
+
+    return step
+
+
+def _count_top_level(model: nn.Module) -> int:
+    return len(model.trainable_parameters())
+
+
+def _freeze_adapters(model: nn.Module, lora: LoRAConfig) -> None:
+    model.freeze()
+
+
+def _zero_token_loss(model, batch, lengths):
+    # Every loss token masked out (e.g. prompt masking past the sequence end): 0/0 = NaN.
+    empty = mx.stack([lengths[:, 1] + 1, lengths[:, 1]], axis=1)
+    return default_loss(model, batch, empty)
+
+
+def _fault(name, description, expected, **steps) -> Fault:
+    overrides = steps.pop("lora_overrides", {})
+    recipe = dataclasses.replace(CORRECT, name=name, **steps)
+    return Fault(name, description, recipe, tuple(expected), overrides)
+
+
+FAULTS = {
+    f.name: f
+    for f in [
+        _fault(
+            "unfreeze_without_keys",
+            "model.unfreeze() without keys thaws every base weight",
+            [
+                "trainable_array_count",
+                "trainable_parameter_count",
+                "trainable_keys_exact",
+                "gradient_tree_matches_trainable",
+                "frozen_base_unchanged",
+            ],
+            unfreeze=_unfreeze_everything,
+        ),
+        _fault(
+            "hand_built_lora_after_freeze",
+            "LoRALinear built by hand after freeze(): its .linear is trainable",
+            ["trainable_array_count", "trainable_keys_exact", "frozen_base_unchanged"],
+            convert=_hand_built_lora_after_freeze,
+        ),
+        _fault(
+            "legacy_qv_keys",
+            "only q_proj/v_proj adapted (mlx-lm's default before v0.28.2)",
+            ["lora_layer_count", "trainable_array_count", "trainable_keys_exact"],
+            convert=_legacy_qv_keys,
+        ),
+        _fault(
+            "partial_num_layers",
+            "fewer blocks adapted than asked (mlx_lm.lora's --num-layers 16 default)",
+            ["lora_layer_count", "trainable_array_count", "trainable_keys_exact"],
+            convert=_mlx_lm_default_num_layers,
+        ),
+        _fault(
+            "nonzero_lora_b_init",
+            "lora_b initialised non-zero: the adapter perturbs the model before training",
+            ["identity_at_init"],
+            convert=_nonzero_lora_b,
+        ),
+        _fault(
+            "skip_optimizer_init",
+            "optimizer.init() skipped (MLX creates state lazily: may have no effect)",
+            ["optimizer_state_matches_trainable"],
+            init_optimizer=_skip_init,
+        ),
+        _fault(
+            "optimizer_init_all_parameters",
+            "optimizer.init(model.parameters()) keeps state for every base weight",
+            ["optimizer_state_matches_trainable"],
+            init_optimizer=_init_on_all_parameters,
+        ),
+        _fault(
+            "mx_value_and_grad",
+            "mx.value_and_grad over model.parameters(): frozen weights get gradients and move",
+            [
+                "gradient_tree_matches_trainable",
+                "optimizer_state_matches_trainable",
+                "frozen_base_unchanged",
+            ],
+            value_and_grad=_mx_value_and_grad,
+            # With state initialised on the adapters only, Adam raises KeyError at once; the
+            # silent version initialises on everything so the update goes through.
+            init_optimizer=_init_on_all_parameters,
+        ),
+        _fault(
+            "count_without_tree_flatten",
+            "the trainer counts len(model.trainable_parameters()): the top level, not the arrays",
+            ["trainable_array_count"],
+            count_trainable=_count_top_level,
+        ),
+        _fault(
+            "adapters_frozen",
+            "everything frozen after conversion: the adapters never learn",
+            ["trainable_array_count", "adapters_changed", "loss_finite_and_decreasing"],
+            unfreeze=_freeze_adapters,
+        ),
+        _fault(
+            "zero_loss_tokens",
+            "every loss token masked out: the loss is 0/0 = NaN",
+            ["loss_finite_and_decreasing"],
+            loss=_zero_token_loss,
+        ),
+        _fault(
+            "huge_scale",
+            "a huge LoRA scale blows the update up: the loss is NaN or frozen",
+            ["loss_finite_and_decreasing"],
+            lora_overrides={"scale": 1e30},
+        ),
+    ]
+}

@@ -1,0 +1,56 @@
+"""What a person sees while a run works: a bar over training steps and a line per check."""
+
+from __future__ import annotations
+
+import sys
+
+SYMBOLS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skip": "skip"}
+
+
+class Progress:
+    """Writes to `stream` (stderr by default so `--json -` keeps stdout clean)."""
+
+    def __init__(self, total_steps: int, stream=None, enabled: bool = True):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.total_steps = total_steps
+        self._bar = None
+
+    def on_step(self, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.total_steps,
+                desc="training",
+                unit="step",
+                file=self.stream,
+                leave=False,
+                disable=None,  # a bar only on a terminal; logs get the per-check lines
+            )
+        self._bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        self._bar.update(1)
+        if metrics["iteration"] >= self.total_steps:
+            self._bar.close()
+
+    def on_result(self, result) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None and not self._bar.disable:
+            self._bar.close()
+        self.stream.write(f"  {SYMBOLS[result.status]:<5} {result.name:<36} {result.message}\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def summary_line(summary: dict) -> str:
+    counts = ", ".join(
+        f"{summary[s]} {s}" for s in ("pass", "warn", "fail", "error", "skip") if summary[s]
+    )
+    return f"verdict: {summary['verdict'].upper()} ({counts})"

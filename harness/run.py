@@ -1,0 +1,112 @@
+"""One harness run, independent of the front end: settings in, report document out.
+
+The CLI and (later) the pytest plugin are thin adapters over `prepare` and `execute`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import environment, expectations, options, suites
+from harness.context import RunContext
+from harness.lora_config import LoRAConfig
+from harness.recipe import CORRECT, Recipe
+from harness.sources import ModelSource, resolve
+from reports import json_report
+
+
+@dataclass
+class Settings:
+    model: str | None
+    lora: LoRAConfig
+    pins: dict
+    suite: str | None
+    check_names: list[str]
+    data_dir: str | None = None
+    recipe: Recipe = CORRECT
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def settings_from(values: dict) -> Settings:
+    """Validate option values (dest -> value) into Settings; raises InputError on bad input."""
+    return Settings(
+        model=values.get("model"),
+        lora=options.lora_config_from(values),
+        pins=expectations.parse_pins(values.get("expect") or []),
+        suite=values.get("suite"),
+        check_names=suites.select(values.get("suite"), values.get("check")),
+        data_dir=values.get("data"),
+    )
+
+
+def prepare(settings: Settings, step_callbacks=()) -> RunContext:
+    """Resolve the model and derive expectations now, so bad input fails before any check runs."""
+    source: ModelSource = resolve(settings.model)
+    ctx = RunContext(
+        source,
+        settings.lora,
+        pins=settings.pins,
+        recipe=settings.recipe,
+        data_dir=settings.data_dir,
+        step_callbacks=step_callbacks,
+    )
+    ctx.expectations  # noqa: B018  (raises InputError for keys matching nothing, etc.)
+    if source.has_weights:
+        ctx.probe_batch  # noqa: B018  (raises InputError for unusable data)
+    return ctx
+
+
+def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
+    """Run the selected checks and return the report document."""
+    started = _now()
+    tic = time.perf_counter()
+    results = suites.run_checks(ctx, settings.check_names, on_result=on_result)
+    result_dicts = [r.to_dict() for r in results]
+    steps = ctx.training.metrics if ctx.trained else []
+    return {
+        "schema_version": json_report.SCHEMA_VERSION,
+        "kind": "run",
+        "run": {
+            "id": new_run_id(),
+            "started_at": started,
+            "finished_at": _now(),
+            "duration_s": round(time.perf_counter() - tic, 3),
+            "command": settings.command,
+            "suite": settings.suite or (None if settings.check_names != suites.GATE else "gate"),
+            "checks_requested": settings.check_names,
+            "recipe": settings.recipe.name,
+        },
+        "environment": environment.collect(),
+        "model": ctx.source.describe(),
+        "lora": settings.lora.to_dict(),
+        "expectations": ctx.expectations.to_dict(),
+        "checks": result_dicts,
+        "metrics": {"steps": steps, "summary": json_report.metrics_summary(steps)},
+        "artifacts": {},
+        "summary": json_report.summarise(result_dicts),
+    }
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
+    """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path."""
+    from harness.trainer import save_adapter
+
+    folder = Path(out_dir) / report["run"]["id"]
+    if ctx.trained:
+        adapter = save_adapter(ctx.lora_model, ctx.lora, folder / "adapters")
+        report["artifacts"]["adapter_path"] = str(adapter)
+    return json_report.write_atomic(folder / "report.json", json_report.dumps(report))

@@ -1,0 +1,1 @@
+"""Report documents: the canonical run JSON, its schema, and (later) renderers from it."""
