@@ -99,8 +99,9 @@ def _count_top_level(model: nn.Module) -> int:
     return len(model.trainable_parameters())
 
 
-def _freeze_adapters(model: nn.Module, lora: LoRAConfig) -> None:
+def _unfreeze_lora_b_only(model: nn.Module, lora: LoRAConfig) -> None:
     model.freeze()
+    model.unfreeze(keys=["lora_b"], strict=False)
 
 
 def _zero_token_loss(model, batch, lengths):
@@ -186,10 +187,10 @@ FAULTS = {
             count_trainable=_count_top_level,
         ),
         _fault(
-            "adapters_frozen",
-            "everything frozen after conversion: the adapters never learn",
-            ["trainable_array_count", "adapters_changed", "loss_finite_and_decreasing"],
-            unfreeze=_freeze_adapters,
+            "lora_a_frozen",
+            "unfreeze with too few keys: lora_a stays frozen and never learns",
+            ["trainable_array_count", "trainable_keys_exact", "adapters_changed"],
+            unfreeze=_unfreeze_lora_b_only,
         ),
         _fault(
             "zero_loss_tokens",

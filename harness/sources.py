@@ -35,7 +35,14 @@ class ModelSource:
             return build_from_config(self.config), None
         import mlx_lm
 
-        return mlx_lm.load(str(self.path))
+        try:
+            return mlx_lm.load(str(self.path))
+        except FileNotFoundError:
+            raise InputError(
+                f"{self.path} has no model*.safetensors; convert the model with mlx_lm.convert first"
+            )
+        except ValueError as exc:
+            raise InputError(f"mlx-lm cannot load {self.path}: {str(exc).splitlines()[0]}")
 
     def describe(self) -> dict:
         return {
@@ -62,7 +69,9 @@ def resolve(spec: str | None) -> ModelSource:
             raise InputError(
                 f"--model {spec} is a file; pass the model folder that holds config.json"
             )
-        return ModelSource(spec, "local", read_config(path / "config.json"), path)
+        config = read_config(path / "config.json")
+        _model_classes(config)
+        return ModelSource(spec, "local", config, path)
     if _looks_like_hub_id(spec):
         return _resolve_hub(spec)
     raise InputError(
@@ -73,20 +82,24 @@ def resolve(spec: str | None) -> ModelSource:
 
 def build_from_config(config: dict):
     """Instantiate the architecture mlx-lm uses for `config`; parameters stay lazy."""
-    from mlx_lm.utils import _get_classes
-
-    try:
-        model_class, args_class = _get_classes(config)
-    except ValueError:
-        raise InputError(
-            f"model_type {config.get('model_type')!r} is not supported by the installed mlx-lm; "
-            "upgrade mlx-lm or use a supported architecture"
-        )
+    model_class, args_class = _model_classes(config)
     try:
         return model_class(args_class.from_dict(config))
     except (TypeError, KeyError, ValueError) as exc:
         raise InputError(
             f"config.json does not describe a valid {config['model_type']} model: {exc}"
+        )
+
+
+def _model_classes(config: dict):
+    from mlx_lm.utils import _get_classes
+
+    try:
+        return _get_classes(config)
+    except ValueError:
+        raise InputError(
+            f"model_type {config.get('model_type')!r} is not supported by the installed mlx-lm; "
+            "upgrade mlx-lm or use a supported architecture"
         )
 
 

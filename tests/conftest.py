@@ -1,0 +1,75 @@
+"""Shared test set-up: one fixture-model cache per session, and helpers to run the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixture_cache(tmp_path_factory):
+    """Build fixture models into a per-session cache so tests never touch the user's."""
+    cache = tmp_path_factory.mktemp("fixture-cache")
+    previous = os.environ.get("LORA_HARNESS_CACHE")
+    os.environ["LORA_HARNESS_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("LORA_HARNESS_CACHE", None)
+    else:
+        os.environ["LORA_HARNESS_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def fixture_source(fixture_cache):
+    from harness.sources import resolve
+
+    return resolve("fixture:tiny")
+
+
+def run_gate(source, recipe=None, **lora_changes):
+    """Run the gate suite on `source` with `recipe`; returns {check name: CheckResult}."""
+    from harness import suites
+    from harness.context import RunContext
+    from harness.lora_config import LoRAConfig
+    from harness.recipe import CORRECT
+
+    lora = dataclasses.replace(LoRAConfig(), **lora_changes)
+    ctx = RunContext(source, lora, recipe=recipe or CORRECT)
+    return {r.name: r for r in suites.run_checks(ctx, suites.GATE)}
+
+
+@dataclasses.dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `lora-harness ARGS` in a subprocess, as a user would, inside tmp_path."""
+
+    def invoke(*args: str, timeout: float = 300) -> CliResult:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    return invoke

@@ -1,0 +1,155 @@
+"""Derived expectations equal what mlx-lm's converter really produces, for any small config."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlx.utils import tree_flatten
+from mlx_lm.tuner.utils import linear_to_lora_layers
+
+from harness import expectations
+from harness.errors import InputError
+from harness.lora_config import LoRAConfig
+from harness.recipe import adapter_module_names
+from harness.sources import build_from_config, resolve
+
+FAMILY_KEYS = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+]
+
+
+def actual_counts(model, lora: LoRAConfig) -> dict:
+    """What linear_to_lora_layers really does, measured on the converted model."""
+    model.freeze()
+    linear_to_lora_layers(model, lora.num_layers, lora.lora_parameters(), use_dora=lora.use_dora)
+    trainable = tree_flatten(model.trainable_parameters())
+    return {
+        "lora_layers": len(adapter_module_names(model)),
+        "trainable_arrays": len(trainable),
+        "trainable_parameters": sum(a.size for _, a in trainable),
+        "keys": {name for name, _ in trainable},
+    }
+
+
+def test_qwen25_7b_numbers_from_the_seed():
+    source = resolve("shape:qwen2.5-7b")
+    model, _ = source.load()
+    derived = expectations.derive(source.config, model, LoRAConfig(rank=8)).derived()
+    assert derived == {
+        "lora_layers": 196,
+        "trainable_arrays": 392,
+        "trainable_parameters": 20185088,
+    }
+
+
+@st.composite
+def small_configs(draw):
+    kv_heads = draw(st.sampled_from([1, 2, 4]))
+    heads = kv_heads * draw(st.sampled_from([1, 2]))
+    head_dim = draw(st.sampled_from([4, 8]))
+    blocks = draw(st.integers(1, 4))
+    config = {
+        "model_type": draw(st.sampled_from(["qwen2", "llama"])),
+        "hidden_size": heads * head_dim,
+        "num_hidden_layers": blocks,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "intermediate_size": draw(st.sampled_from([8, 24, 40])),
+        "vocab_size": 32,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+    }
+    keys = draw(st.one_of(st.none(), st.lists(st.sampled_from(FAMILY_KEYS), min_size=1, unique=True)))
+    lora = LoRAConfig(
+        rank=draw(st.integers(1, 8)),
+        num_layers=draw(st.one_of(st.just(-1), st.integers(1, blocks))),
+        keys=keys,
+        fine_tune_type=draw(st.sampled_from(["lora", "dora"])),
+    )
+    return config, lora
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_configs())
+def test_derived_expectations_match_linear_to_lora_layers(case):
+    config, lora = case
+    base = build_from_config(config)
+    expected = expectations.derive(config, base, lora)
+    actual = actual_counts(build_from_config(config), lora)
+    assert expected.derived() == {k: v for k, v in actual.items() if k != "keys"}
+    assert expected.trainable_keys() == actual["keys"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(small_configs())
+def test_config_formula_agrees_with_a_walk_of_the_model(case):
+    config, _ = case
+    model = build_from_config(config)
+    from_config = expectations._family_block_shapes(config)
+    for block in model.layers:
+        assert expectations._walk_block(block) == from_config
+
+
+def test_keys_matching_nothing_is_an_input_error():
+    source = resolve("shape:qwen2.5-0.5b")
+    model, _ = source.load()
+    with pytest.raises(InputError, match="matched no module"):
+        expectations.derive(source.config, model, LoRAConfig(keys=["attn.c_attn"]))
+
+
+def test_num_layers_larger_than_model_is_an_input_error():
+    source = resolve("shape:qwen2.5-0.5b")
+    model, _ = source.load()
+    with pytest.raises(InputError, match="larger than the model's 24 blocks"):
+        expectations.derive(source.config, model, LoRAConfig(num_layers=40))
+
+
+@pytest.mark.parametrize(
+    "pin, message",
+    [
+        ("trainable_arrays", "not NAME=VALUE"),
+        ("bogus=3", "unknown name"),
+        ("trainable_arrays=lots", "not a number"),
+    ],
+)
+def test_bad_pins_are_input_errors(pin, message):
+    with pytest.raises(InputError, match=message):
+        expectations.parse_pins([pin])
+
+
+def test_pinned_value_wins_over_derived():
+    source = resolve("shape:qwen2.5-7b")
+    model, _ = source.load()
+    pins = expectations.parse_pins(["trainable_arrays=400"])
+    expected = expectations.derive(source.config, model, LoRAConfig(), pins)
+    assert expected.value("trainable_arrays") == 400
+    assert expected.derived()["trainable_arrays"] == 392
+
+
+def test_walk_handles_models_outside_the_config_families():
+    # phi3 fuses q/k/v and gate/up: the count must come from the real module tree.
+    config = {
+        "model_type": "phi3",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 48,
+        "vocab_size": 64,
+        "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 128,
+        "original_max_position_embeddings": 128,
+        "rope_theta": 10000.0,
+    }
+    lora = LoRAConfig(rank=4)
+    expected = expectations.derive(config, build_from_config(config), lora)
+    assert expected.derived_from == "model-structure"
+    actual = actual_counts(build_from_config(config), lora)
+    assert expected.derived() == {k: v for k, v in actual.items() if k != "keys"}
