@@ -54,9 +54,21 @@ def test_shape_from_config_path_with_lora_flags(cli, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(CATALOGUE["llama-3.1-8b"]))
     result = cli(
-        "run", "--model", f"shape:{config}", "--suite", "structure", "--json", "-",
-        "--rank", "16", "--num-layers", "8", "--keys", "self_attn.q_proj,self_attn.v_proj",
-        "--fine-tune-type", "dora",
+        "run",
+        "--model",
+        f"shape:{config}",
+        "--suite",
+        "structure",
+        "--json",
+        "-",
+        "--rank",
+        "16",
+        "--num-layers",
+        "8",
+        "--keys",
+        "self_attn.q_proj,self_attn.v_proj",
+        "--fine-tune-type",
+        "dora",
     )
     assert result.returncode == 0, result.stderr
     checks = {c["name"]: c for c in result.json()["checks"]}
@@ -67,8 +79,15 @@ def test_shape_from_config_path_with_lora_flags(cli, tmp_path):
 
 
 def test_failed_check_exits_1_and_human_output_names_remedy(cli):
-    result = cli("run", "--model", "shape:qwen2.5-7b", "--suite", "structure",
-                 "--expect", "trainable_arrays=390")
+    result = cli(
+        "run",
+        "--model",
+        "shape:qwen2.5-7b",
+        "--suite",
+        "structure",
+        "--expect",
+        "trainable_arrays=390",
+    )
     assert result.returncode == 1
     assert "FAIL  trainable_array_count" in result.stderr
     assert "verdict: FAIL" in result.stderr
@@ -80,8 +99,16 @@ def test_json_dash_prints_only_json_on_stdout(cli):
 
 
 def test_json_path_is_written(cli, tmp_path):
-    result = cli("run", "--model", "shape:qwen2.5-0.5b", "--check", "lora_layer_count",
-                 "--json", "r.json", "-q")
+    result = cli(
+        "run",
+        "--model",
+        "shape:qwen2.5-0.5b",
+        "--check",
+        "lora_layer_count",
+        "--json",
+        "r.json",
+        "-q",
+    )
     assert result.returncode == 0
     assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["name"] == "lora_layer_count"
 
@@ -92,7 +119,10 @@ def test_json_path_is_written(cli, tmp_path):
         (["--model", "no/such/folder/x"], ["no such folder"]),
         (["--model", "shape:gpt-9"], ["unknown shape", "qwen2.5-7b"]),
         (["--model", "shape:qwen2.5-7b", "--num-layers", "40"], ["larger than the model's 28"]),
-        (["--model", "shape:qwen2.5-7b", "--keys", "attn.c_attn"], ["matched no module", "self_attn.q_proj"]),
+        (
+            ["--model", "shape:qwen2.5-7b", "--keys", "attn.c_attn"],
+            ["matched no module", "self_attn.q_proj"],
+        ),
         (["--model", "shape:qwen2.5-7b", "--expect", "arrays"], ["NAME=VALUE"]),
         (["--model", "shape:qwen2.5-7b", "--expect", "nope=1"], ["unknown name"]),
         (["--model", "shape:qwen2.5-7b", "--check", "nope"], ["lora-harness list"]),
@@ -114,7 +144,9 @@ def test_missing_and_malformed_model_folders(cli, tmp_path):
     assert_one_line_error(cli("run", "--model", str(broken)), "not valid JSON")
     alien = tmp_path / "alien"
     alien.mkdir()
-    (alien / "config.json").write_text(json.dumps({"model_type": "nosuchmodel", "num_hidden_layers": 2}))
+    (alien / "config.json").write_text(
+        json.dumps({"model_type": "nosuchmodel", "num_hidden_layers": 2})
+    )
     assert_one_line_error(cli("run", "--model", str(alien)), "not supported")
 
 
@@ -130,8 +162,19 @@ def test_yaml_config_is_read_and_flags_override_it(cli, tmp_path):
         "num_layers: 4\nlora_parameters:\n  rank: 4\n  scale: 10.0\n  dropout: 0.0\n"
         "  keys: [self_attn.q_proj]\nlearning_rate: 1e-4\n"
     )
-    result = cli("run", "--model", "shape:qwen2.5-7b", "--suite", "structure", "-c", "lora.yaml",
-                 "--rank", "2", "--json", "-")
+    result = cli(
+        "run",
+        "--model",
+        "shape:qwen2.5-7b",
+        "--suite",
+        "structure",
+        "-c",
+        "lora.yaml",
+        "--rank",
+        "2",
+        "--json",
+        "-",
+    )
     assert result.returncode == 0, result.stderr
     report = result.json()
     assert report["lora"]["rank"] == 2 and report["lora"]["num_layers"] == 4

@@ -66,7 +66,9 @@ def small_configs(draw):
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": True,
     }
-    keys = draw(st.one_of(st.none(), st.lists(st.sampled_from(FAMILY_KEYS), min_size=1, unique=True)))
+    keys = draw(
+        st.one_of(st.none(), st.lists(st.sampled_from(FAMILY_KEYS), min_size=1, unique=True))
+    )
     lora = LoRAConfig(
         rank=draw(st.integers(1, 8)),
         num_layers=draw(st.one_of(st.just(-1), st.integers(1, blocks))),

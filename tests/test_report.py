@@ -32,7 +32,11 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("{nope", "not valid JSON"), ('{"a": 1}', "no schema_version"), ('{"schema_version": "9.0"}', "schema_version 9.0")],
+    [
+        ("{nope", "not valid JSON"),
+        ('{"a": 1}', "no schema_version"),
+        ('{"schema_version": "9.0"}', "schema_version 9.0"),
+    ],
 )
 def test_load_refuses_what_is_not_a_report(tmp_path, content, message):
     path = tmp_path / "r.json"
@@ -43,8 +47,17 @@ def test_load_refuses_what_is_not_a_report(tmp_path, content, message):
 
 def test_schema_rejects_an_unknown_status():
     schema = json_report.schema()
-    check = {"name": "x", "status": "maybe", "summary": "", "observed": 1, "expected": 1,
-             "message": "", "remedy": "", "duration_s": 0, "evidence": {}}
+    check = {
+        "name": "x",
+        "status": "maybe",
+        "summary": "",
+        "observed": 1,
+        "expected": 1,
+        "message": "",
+        "remedy": "",
+        "duration_s": 0,
+        "evidence": {},
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(check, {**schema["$defs"]["check"], "$defs": schema["$defs"]})
 

@@ -15,8 +15,13 @@ from harness.trainer import save_adapter
 
 
 @pytest.mark.parametrize("fine_tune_type", ["lora", "dora"])
-def test_saved_adapter_loads_through_mlx_lm_with_identical_logits(fixture_source, tmp_path, fine_tune_type):
-    ctx = RunContext(fixture_source, LoRAConfig(fine_tune_type=fine_tune_type, keys=["self_attn.q_proj", "mlp.down_proj"]))
+def test_saved_adapter_loads_through_mlx_lm_with_identical_logits(
+    fixture_source, tmp_path, fine_tune_type
+):
+    ctx = RunContext(
+        fixture_source,
+        LoRAConfig(fine_tune_type=fine_tune_type, keys=["self_attn.q_proj", "mlp.down_proj"]),
+    )
     ctx.training  # noqa: B018
     folder = save_adapter(ctx.lora_model, ctx.lora, tmp_path / "adapters")
     config = json.loads((folder / "adapter_config.json").read_text())
