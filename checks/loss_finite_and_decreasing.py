@@ -39,6 +39,11 @@ class LossFiniteAndDecreasing(Check):
         ev = measurement.evidence
         if ev["non_finite_steps"]:
             return "fail", f"loss is not finite at step(s) {ev['non_finite_steps'][:5]}"
+        if measurement.observed is None:
+            return (
+                "fail",
+                f"loss is not positive ({ev['losses'][0]:.4f}); cross-entropy cannot be negative",
+            )
         if len(ev["losses"]) < 2:
             return "fail", "needs at least 2 steps to see the loss fall; raise --iters"
         if measurement.observed <= measurement.expected:

@@ -52,6 +52,8 @@ class Check:
     remedy: ClassVar[str]
     # Capabilities the run context must offer, e.g. "weights" (not a shape-only model).
     requires: ClassVar[tuple[str, ...]] = ()
+    # Context properties to build before training starts (e.g. "init_generations").
+    before_training: ClassVar[tuple[str, ...]] = ()
 
     def measure(self, ctx) -> Measurement:
         raise NotImplementedError

@@ -13,8 +13,9 @@ from functools import cached_property
 
 from mlx.utils import tree_flatten
 
-from harness import data, expectations, fingerprint, trainer
+from harness import baselines, data, expectations, fingerprint, generation, trainer
 from harness import recipe as recipes
+from harness.generation import GenerationSettings
 from harness.lora_config import LoRAConfig
 from harness.sources import ModelSource
 
@@ -33,7 +34,71 @@ class TrainingOutcome:
     optimizer: object = field(repr=False, default=None)
 
 
-class RunContext:
+class GenerationMixin:
+    """Prompts, references, generations and voice scores, built on demand."""
+
+    @cached_property
+    def stop_ids(self) -> set[int]:
+        return generation.stop_token_ids(self.tokenizer, self.source.path)
+
+    @cached_property
+    def special_token_literals(self) -> list[str]:
+        return generation.special_literals(self.tokenizer)
+
+    @cached_property
+    def prompts(self) -> list[str]:
+        path = self.generation_settings.prompts_path
+        return data.read_texts(path, "--prompts") if path else data.default_prompts()
+
+    @cached_property
+    def references(self) -> list[str]:
+        path = self.generation_settings.references_path
+        return data.read_texts(path, "--voice-references") if path else data.default_references()
+
+    @cached_property
+    def scorer(self):
+        from harness.voice import load_scorer
+
+        return load_scorer(self.generation_settings.scorer)
+
+    def generate(self) -> list[generation.Generation]:
+        settings = self.generation_settings
+        return generation.generate_all(
+            self.lora_model,
+            self.tokenizer,
+            self.prompts,
+            self.stop_ids,
+            max_tokens=settings.max_tokens,
+            seed=settings.seed,
+        )
+
+    @cached_property
+    def init_generations(self) -> list[generation.Generation]:
+        """Generations of the LoRA model at init (the base model's), before any step."""
+        if self._training is not None:
+            raise RuntimeError("init generations must be taken before training")
+        return self.generate()
+
+    @cached_property
+    def generations(self) -> list[generation.Generation]:
+        """Generations of the trained model."""
+        self.training  # noqa: B018
+        return self.generate()
+
+    def voice_score(self, generations: list[generation.Generation]) -> float:
+        return float(self.scorer([g.text for g in generations], self.references))
+
+    def baseline_key(self) -> str:
+        scorer = self.generation_settings.scorer or "harness.voice:stylometric_score"
+        fingerprint_ = data.data_fingerprint(self.training_rows)
+        return baselines.baseline_key(self.source.spec, self.source.config, fingerprint_, scorer)
+
+    def saved_baseline(self) -> dict | None:
+        path = self.generation_settings.baseline_path
+        return baselines.lookup(path, self.baseline_key()) if path else None
+
+
+class RunContext(GenerationMixin):
     def __init__(
         self,
         source: ModelSource,
@@ -42,6 +107,7 @@ class RunContext:
         recipe: recipes.Recipe = recipes.CORRECT,
         data_dir: str | None = None,
         step_callbacks=(),
+        generation_settings: GenerationSettings | None = None,
     ):
         self.source = source
         self.lora = lora
@@ -49,6 +115,9 @@ class RunContext:
         self.recipe = recipe
         self.data_dir = data_dir
         self.step_callbacks = list(step_callbacks)
+        self.generation_settings = generation_settings or GenerationSettings()
+        # Context properties that must be built before training moves the adapters.
+        self.before_training: set[str] = set()
         self._training: TrainingOutcome | Exception | None = None
 
     # -- capabilities -------------------------------------------------------------
@@ -80,12 +149,20 @@ class RunContext:
         return expectations.derive(self.source.config, model, self.lora, self.pins)
 
     @cached_property
+    def training_rows(self) -> list[dict]:
+        return data.load_rows(self.data_dir)
+
+    @cached_property
+    def training_dataset(self):
+        """The rows tokenised by the recipe (mlx-lm's dataset classes when correct)."""
+        return self.recipe.tokenize(self.training_rows, self.tokenizer)
+
+    @cached_property
     def probe_batch(self):
         """The tiny batch the run overfits, from --data or the built-in corpus."""
-        rows = data.load_rows(self.data_dir)
-        dataset = data.tokenized_dataset(rows, self.tokenizer)
+        lora = self.lora
         return data.first_batch(
-            dataset, self.lora.batch_size, self.lora.max_seq_length, self.lora.seed
+            self.training_dataset, lora.batch_size, lora.max_seq_length, lora.seed
         )
 
     @cached_property
@@ -126,6 +203,8 @@ class RunContext:
     def _train(self) -> TrainingOutcome:
         model = self.lora_model
         self.init_logits  # noqa: B018  (before any step moves the adapters)
+        for name in sorted(self.before_training):
+            getattr(self, name)
         adapter, base = recipes.split_adapter_and_base(model)
         adapter_before, base_before = (
             fingerprint.fingerprint(adapter),

@@ -103,9 +103,30 @@ def sentence(voice: str, rng: random.Random) -> str:
     return " ".join(rng.choice(parts[slot]) for slot in slots)
 
 
+# Shared by both voices, so a prompt made of a topic does not give the voice away.
+TOPICS = [
+    "the harvest",
+    "the river",
+    "the weather",
+    "the town meeting",
+    "the old bridge",
+    "the county fair",
+    "the new road",
+    "the school",
+    "the market",
+    "the winter",
+]
+
+
+def prompt_for(topic: str) -> str:
+    """The neutral opening every passage starts with; generation prompts use it too."""
+    return f"On the matter of {topic}:"
+
+
 def passage(voice: str, rng: random.Random, sentences: int = 2) -> str:
-    """A few sentences of one voice joined into a short passage."""
-    return " ".join(sentence(voice, rng) for _ in range(sentences))
+    """A topic opening followed by a few sentences of one voice."""
+    body = " ".join(sentence(voice, rng) for _ in range(sentences))
+    return f"{prompt_for(rng.choice(TOPICS))} {body}"
 
 
 def corpus(voice: str, count: int, seed: int = 0) -> list[str]:
@@ -113,7 +134,7 @@ def corpus(voice: str, count: int, seed: int = 0) -> list[str]:
     if voice not in _GRAMMARS:
         raise ValueError(f"unknown voice {voice!r}; choose one of {', '.join(VOICES)}")
     rng = random.Random(f"{voice}:{seed}")
-    return [passage(voice, rng, sentences=1 + i % 2) for i in range(count)]
+    return [passage(voice, rng, sentences=1) for _ in range(count)]
 
 
 def mixed_corpus(count_per_voice: int, seed: int = 0) -> list[str]:

@@ -22,6 +22,40 @@ def default_rows(count: int = 64, seed: int = 0) -> list[dict]:
     return [{"text": text} for text in corpus.corpus(DEFAULT_VOICE, count, seed=seed)]
 
 
+def default_prompts() -> list[str]:
+    """Neutral topic openings: they do not give the voice away, so the model picks it."""
+    return [corpus.prompt_for(topic) for topic in corpus.TOPICS[:8]]
+
+
+def default_references(count: int = 64) -> list[str]:
+    """Target-voice texts the training rows were not drawn from (another seed), sans topic."""
+    texts = corpus.corpus(DEFAULT_VOICE, count, seed=1000)
+    return [text.split(":", 1)[1].strip() for text in texts]
+
+
+def read_texts(path: str, what: str) -> list[str]:
+    """Lines of a text file, or the text/prompt field of each row of a .jsonl file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputError(f"{what} {path} is not a file; pass a .txt (one per line) or .jsonl file")
+    if file.suffix == ".jsonl":
+        rows = read_jsonl(file)
+        texts = [row.get("text") or row.get("prompt") or "" for row in rows]
+    else:
+        texts = file.read_text().splitlines()
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if not texts:
+        raise InputError(f"{what} {path} holds no text")
+    return texts
+
+
+def data_fingerprint(rows: list[dict]) -> str:
+    import hashlib
+
+    blob = json.dumps(rows, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         raise InputError(

@@ -25,6 +25,7 @@ PINNABLE = {
     "lora_layers": "LoRA modules after conversion",
     "trainable_arrays": "arrays in model.trainable_parameters()",
     "trainable_parameters": "scalars in model.trainable_parameters()",
+    "voice_score": "voice score baseline the trained model must keep",
 }
 
 

@@ -110,6 +110,34 @@ def _zero_token_loss(model, batch, lengths):
     return default_loss(model, batch, empty)
 
 
+class _TextWithoutTerminator:
+    """A hand-rolled dataset that encodes text rows as they are: no EOS is appended."""
+
+    def __init__(self, rows: list[dict], tokenizer):
+        self.rows, self.tokenizer = rows, tokenizer
+
+    def process(self, row: dict):
+        return self.tokenizer.encode(row["text"], add_special_tokens=False), 0
+
+    def __getitem__(self, index: int):
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _tokenize_without_terminator(rows: list[dict], tokenizer):
+    from mlx_lm.tuner.datasets import CacheDataset
+
+    return CacheDataset(_TextWithoutTerminator(rows, tokenizer))
+
+
+def _negated_loss(model, batch, lengths):
+    # Gradient ascent on the training data: the adapter learns to avoid the target voice.
+    loss, tokens = default_loss(model, batch, lengths)
+    return -loss, tokens
+
+
 def _fault(name, description, expected, **steps) -> Fault:
     overrides = steps.pop("lora_overrides", {})
     recipe = dataclasses.replace(CORRECT, name=name, **steps)
@@ -203,6 +231,25 @@ FAULTS = {
             "a huge LoRA scale blows the update up: the loss is NaN or frozen",
             ["loss_finite_and_decreasing"],
             lora_overrides={"scale": 1e30},
+        ),
+        _fault(
+            "data_without_terminator",
+            "training text tokenised without EOS: the model never learns to stop",
+            ["training_examples_terminated"],
+            tokenize=_tokenize_without_terminator,
+        ),
+        _fault(
+            "destructive_full_model_lr",
+            "the whole model trained at a destructive learning rate: generation collapses",
+            ["frozen_base_unchanged", "no_endoftext_spam"],
+            unfreeze=_unfreeze_everything,
+            lora_overrides={"learning_rate": 0.05},
+        ),
+        _fault(
+            "loss_sign_flipped",
+            "the loss is negated: training pushes away from the data and the voice is lost",
+            ["loss_finite_and_decreasing", "voice_score_baseline"],
+            loss=_negated_loss,
         ),
     ]
 }

@@ -73,7 +73,54 @@ EXPECT_OPTIONS = [
     ),
 ]
 
-RUN_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS + EXPECT_OPTIONS
+GENERATION_OPTIONS = [
+    Option(
+        "prompts",
+        "prompts for the generation checks: .txt (one per line) or .jsonl "
+        "(default: built-in neutral prompts)",
+        metavar="PATH",
+    ),
+    Option(
+        "voice-references",
+        "texts in the target voice: .txt or .jsonl "
+        "(default: built-in corpus in the training voice)",
+        metavar="PATH",
+    ),
+    Option(
+        "voice-scorer",
+        "voice scorer as module:callable(generations, references) -> [0, 1] "
+        "(default harness.voice:stylometric_score)",
+        metavar="MOD:FN",
+    ),
+    Option(
+        "voice-tolerance",
+        "how far below its baseline the voice score may fall (default 0.05)",
+        type=float,
+    ),
+    Option(
+        "baseline",
+        "baseline file to hold the voice score against (see --save-baseline)",
+        metavar="FILE",
+    ),
+]
+
+RUN_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
+
+
+def generation_settings_from(values: dict):
+    from harness.generation import GenerationSettings
+
+    settings = GenerationSettings(
+        prompts_path=values.get("prompts"),
+        references_path=values.get("voice_references"),
+        scorer=values.get("voice_scorer"),
+        baseline_path=values.get("baseline"),
+    )
+    if values.get("voice_tolerance") is not None:
+        if values["voice_tolerance"] < 0:
+            raise InputError("--voice-tolerance must be >= 0")
+        settings.tolerance = values["voice_tolerance"]
+    return settings
 
 
 def add_to_argparse(parser, options: list[Option]) -> None:

@@ -17,6 +17,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.tuner.trainer import default_loss
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
+from harness.data import tokenized_dataset
 from harness.lora_config import LoRAConfig
 
 
@@ -60,6 +61,7 @@ class Recipe:
     value_and_grad: Callable = module_value_and_grad
     count_trainable: Callable = count_trainable_arrays
     loss: Callable = default_loss
+    tokenize: Callable = tokenized_dataset
     name: str = "correct"
 
 

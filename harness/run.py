@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import environment, expectations, options, suites
 from harness.context import RunContext
+from harness.generation import GenerationSettings
 from harness.lora_config import LoRAConfig
 from harness.recipe import CORRECT, Recipe
 from harness.sources import ModelSource, resolve
@@ -28,6 +29,7 @@ class Settings:
     suite: str | None
     check_names: list[str]
     data_dir: str | None = None
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
     recipe: Recipe = CORRECT
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -41,6 +43,7 @@ def settings_from(values: dict) -> Settings:
         suite=values.get("suite"),
         check_names=suites.select(values.get("suite"), values.get("check")),
         data_dir=values.get("data"),
+        generation=options.generation_settings_from(values),
     )
 
 
@@ -54,10 +57,13 @@ def prepare(settings: Settings, step_callbacks=()) -> RunContext:
         recipe=settings.recipe,
         data_dir=settings.data_dir,
         step_callbacks=step_callbacks,
+        generation_settings=settings.generation,
     )
     ctx.expectations  # noqa: B018  (raises InputError for keys matching nothing, etc.)
     if source.has_weights:
         ctx.probe_batch  # noqa: B018  (raises InputError for unusable data)
+        ctx.prompts, ctx.references, ctx.scorer  # noqa: B018  (bad paths fail now)
+        ctx.saved_baseline()
     return ctx
 
 
@@ -87,9 +93,45 @@ def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
         "expectations": ctx.expectations.to_dict(),
         "checks": result_dicts,
         "metrics": {"steps": steps, "summary": json_report.metrics_summary(steps)},
+        "generation": generation_section(ctx),
         "artifacts": {},
         "summary": json_report.summarise(result_dicts),
     }
+
+
+def generation_section(ctx: RunContext) -> dict | None:
+    """Voice scores and sample outputs, when the run generated text."""
+    if "generations" not in ctx.__dict__:
+        return None
+    section = {
+        "trained_voice_score": ctx.voice_score(ctx.generations),
+        "samples": [g.to_dict() for g in ctx.generations],
+        "stop_token_ids": sorted(ctx.stop_ids),
+        "baseline_key": ctx.baseline_key(),
+    }
+    if "init_generations" in ctx.__dict__:
+        section["untrained_voice_score"] = ctx.voice_score(ctx.init_generations)
+    return section
+
+
+def save_baseline(report: dict, path: Path) -> str:
+    """Store the run's measured voice score under its baseline key; returns the key."""
+    from harness import baselines
+    from harness.errors import InputError
+
+    section = report.get("generation")
+    if not section:
+        raise InputError(
+            "--save-baseline needs a run that generates: use the gate suite on a model with weights"
+        )
+    entry = {
+        "voice_score": section["trained_voice_score"],
+        "metrics": report["metrics"]["summary"],
+        "run_id": report["run"]["id"],
+        "saved_at": report["run"]["finished_at"],
+    }
+    baselines.save(path, section["baseline_key"], entry)
+    return section["baseline_key"]
 
 
 def new_run_id() -> str:

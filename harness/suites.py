@@ -21,6 +21,9 @@ GATE = STRUCTURE + [
     "frozen_base_unchanged",
     "adapters_changed",
     "loss_finite_and_decreasing",
+    "training_examples_terminated",
+    "no_endoftext_spam",
+    "voice_score_baseline",
 ]
 
 SUITES: dict[str, dict] = {
@@ -50,6 +53,9 @@ def select(suite: str | None, names: list[str] | None) -> list[str]:
 def run_checks(ctx, names: list[str], on_result: Callable[[CheckResult], None] | None = None):
     """Run each named check against `ctx`; returns the results in order."""
     registry = all_checks()
+    for name in names:
+        if all(ctx.offers(cap) for cap in registry[name].requires):
+            ctx.before_training.update(registry[name].before_training)
     results = []
     for name in names:
         result = registry[name]().run(ctx)

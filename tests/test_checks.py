@@ -62,8 +62,30 @@ CAUGHT_BY = {
         "optimizer_state_matches_trainable",
         "adapters_changed",
     },
-    "zero_loss_tokens": {"adapters_changed", "loss_finite_and_decreasing"},
+    "zero_loss_tokens": {
+        "adapters_changed",
+        "loss_finite_and_decreasing",
+        "no_endoftext_spam",
+        "voice_score_baseline",
+    },
     "huge_scale": {"adapters_changed", "loss_finite_and_decreasing"},
+    "data_without_terminator": {"training_examples_terminated"},
+    "destructive_full_model_lr": {
+        "trainable_array_count",
+        "trainable_parameter_count",
+        "trainable_keys_exact",
+        "gradient_tree_matches_trainable",
+        "optimizer_state_matches_trainable",
+        "frozen_base_unchanged",
+        "loss_finite_and_decreasing",
+        "no_endoftext_spam",
+        "voice_score_baseline",
+    },
+    "loss_sign_flipped": {
+        "loss_finite_and_decreasing",
+        "no_endoftext_spam",
+        "voice_score_baseline",
+    },
 }
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from harness import suites
 from reports import json_report
 
 
@@ -27,7 +28,9 @@ def test_gate_on_fixture_passes_and_writes_a_valid_report(cli, tmp_path):
     report = result.json()
     jsonschema.validate(report, json_report.schema())
     assert report["summary"]["verdict"] == "pass"
-    assert report["summary"]["pass"] == len(report["checks"]) == 10
+    assert report["summary"]["pass"] == len(report["checks"]) == len(suites.GATE)
+    generation = report["generation"]
+    assert generation["trained_voice_score"] > generation["untrained_voice_score"]
     assert len(report["metrics"]["steps"]) == report["lora"]["iters"]
     run_folder = tmp_path / "out" / report["run"]["id"]
     assert json.loads((run_folder / "report.json").read_text())["run"]["id"] == report["run"]["id"]

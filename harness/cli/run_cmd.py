@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness import options, progress, suites
 from harness.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
-from harness.run import execute, prepare, settings_from, write_run_folder
+from harness.run import execute, prepare, save_baseline, settings_from, write_run_folder
 from reports import json_report
 
 EPILOG = """\
@@ -43,6 +43,12 @@ def register(commands) -> None:
     parser.add_argument(
         "--json", metavar="PATH", help="also write the report JSON to PATH, or - for stdout only"
     )
+    parser.add_argument(
+        "--save-baseline",
+        metavar="FILE",
+        type=Path,
+        help="store this run's voice score in FILE (keyed by model, data and scorer) for --baseline",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(handler=handle)
 
@@ -61,6 +67,9 @@ def handle(args) -> int:
         sys.stdout.write(text)
     elif args.json:
         json_report.write_atomic(Path(args.json), text)
+    if args.save_baseline:
+        key = save_baseline(report, args.save_baseline)
+        show.note(f"baseline saved to {args.save_baseline} under {key}")
     show.note(progress.summary_line(report["summary"]))
     show.note(f"report: {path}")
     return exit_code(report["summary"])
