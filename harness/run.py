@@ -69,33 +69,49 @@ def prepare(settings: Settings, step_callbacks=()) -> RunContext:
 
 def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
     """Run the selected checks and return the report document."""
-    started = _now()
-    tic = time.perf_counter()
-    results = suites.run_checks(ctx, settings.check_names, on_result=on_result)
-    result_dicts = [r.to_dict() for r in results]
+    started, tic = _now(), time.perf_counter()
+    results = [r.to_dict() for r in suites.run_checks(ctx, settings.check_names, on_result)]
     steps = ctx.training.metrics if ctx.trained else []
+    report = report_header(settings, ctx.source, run_id=new_run_id(), started_at=started)
+    report["run"]["duration_s"] = round(time.perf_counter() - tic, 3)
+    report["expectations"] = ctx.expectations.to_dict()
+    report["checks"] = results
+    report["metrics"] = {"steps": steps, "summary": json_report.metrics_summary(steps)}
+    report["generation"] = generation_section(ctx)
+    report["summary"] = json_report.summarise(results)
+    return report
+
+
+def report_header(
+    settings: Settings,
+    source: ModelSource,
+    run_id: str,
+    kind: str = "run",
+    started_at: str | None = None,
+) -> dict:
+    """The parts of a report every kind of run shares; the caller fills in the results."""
+    suite = settings.suite or ("gate" if settings.check_names == suites.GATE else None)
     return {
         "schema_version": json_report.SCHEMA_VERSION,
-        "kind": "run",
+        "kind": kind,
         "run": {
-            "id": new_run_id(),
-            "started_at": started,
+            "id": run_id,
+            "started_at": started_at or _now(),
             "finished_at": _now(),
-            "duration_s": round(time.perf_counter() - tic, 3),
+            "duration_s": 0.0,
             "command": settings.command,
-            "suite": settings.suite or (None if settings.check_names != suites.GATE else "gate"),
+            "suite": suite,
             "checks_requested": settings.check_names,
             "recipe": settings.recipe.name,
         },
         "environment": environment.collect(),
-        "model": ctx.source.describe(),
+        "model": source.describe(),
         "lora": settings.lora.to_dict(),
-        "expectations": ctx.expectations.to_dict(),
-        "checks": result_dicts,
-        "metrics": {"steps": steps, "summary": json_report.metrics_summary(steps)},
-        "generation": generation_section(ctx),
+        "expectations": None,
+        "checks": [],
+        "metrics": {"steps": [], "summary": {}},
         "artifacts": {},
-        "summary": json_report.summarise(result_dicts),
+        "summary": json_report.summarise([]),
     }
 
 

@@ -9,7 +9,10 @@ import pytest
 from harness import suites
 from harness.checking import all_checks
 from harness.faults import FAULTS
+from harness.lora_config import LoRAConfig
 from harness.recipe import CORRECT
+from harness.run import Settings
+from harness.selftest import run_selftest
 from tests.conftest import run_gate
 
 # The fault x check matrix the harness promises: a change that blinds a check fails here.
@@ -90,13 +93,20 @@ CAUGHT_BY = {
 
 
 @pytest.fixture(scope="module")
-def clean_results(fixture_source):
-    return run_gate(fixture_source)
+def selftest_section(fixture_source):
+    """One self-test run (clean recipe + every fault) shared by the matrix tests."""
+    settings = Settings(model=None, lora=LoRAConfig(), pins={}, suite=None, check_names=suites.GATE)
+    return run_selftest(fixture_source, settings, list(FAULTS))
+
+
+@pytest.fixture(scope="module")
+def clean_results(selftest_section):
+    return {r["name"]: r for r in selftest_section["clean"]}
 
 
 def test_clean_recipe_passes_every_gate_check(clean_results):
     assert set(clean_results) == set(suites.GATE)
-    bad = {n: r.message for n, r in clean_results.items() if r.status != "pass"}
+    bad = {n: r["message"] for n, r in clean_results.items() if r["status"] != "pass"}
     assert bad == {}
 
 
@@ -111,30 +121,35 @@ def test_every_gate_check_is_shown_failing_by_some_fault():
     assert set(suites.GATE) <= caught_somewhere
 
 
+def test_the_matrix_covers_the_whole_catalogue():
+    assert set(CAUGHT_BY) | {"skip_optimizer_init"} == set(FAULTS)
+
+
 @pytest.mark.parametrize("fault_name", sorted(CAUGHT_BY))
-def test_fault_is_caught_by_exactly_the_promised_checks(fixture_source, fault_name):
-    fault = FAULTS[fault_name]
-    results = run_gate(fixture_source, fault.recipe, **fault.lora_overrides)
-    failed = {n for n, r in results.items() if r.status == "fail"}
-    errors = {n: r.message for n, r in results.items() if r.status == "error"}
-    assert errors == {}, "a fault must be caught by a failing check, not by a crash"
-    assert failed == CAUGHT_BY[fault_name]
-    assert set(fault.expected_checks) <= failed
-    for name in failed:
-        assert results[name].remedy, f"{name} fails without telling the user what to do"
+def test_fault_is_caught_by_exactly_the_promised_checks(selftest_section, fault_name):
+    (entry,) = [e for e in selftest_section["faults"] if e["name"] == fault_name]
+    statuses = entry["statuses"]
+    assert [n for n, s in statuses.items() if s == "error"] == [], (
+        "a fault must be caught by a failing check, not by a crash"
+    )
+    assert {n for n, s in statuses.items() if s == "fail"} == CAUGHT_BY[fault_name]
+    assert entry["caught"] and set(entry["caught_by"]) == set(FAULTS[fault_name].expected_checks)
 
 
-def test_skipping_optimizer_init_has_no_effect_in_this_mlx(fixture_source, clean_results):
+def test_failing_checks_tell_the_user_what_to_do(fixture_source):
+    fault = FAULTS["unfreeze_without_keys"]
+    results = run_gate(fixture_source, fault.recipe)
+    failed = [r for r in results.values() if r.status == "fail"]
+    assert failed and all(r.remedy for r in failed)
+
+
+def test_skipping_optimizer_init_has_no_effect_in_this_mlx(selftest_section):
     # MLX creates optimizer state lazily from the first gradients, so skipping init is
-    # harmless here; measured, not assumed: the adapters end bit-identical to the clean run.
-    from harness.context import RunContext
-    from harness.lora_config import LoRAConfig
-
-    clean = RunContext(fixture_source, LoRAConfig())
-    skipped = RunContext(fixture_source, LoRAConfig(), recipe=FAULTS["skip_optimizer_init"].recipe)
-    assert skipped.training.adapter_after == clean.training.adapter_after
-    results = run_gate(fixture_source, FAULTS["skip_optimizer_init"].recipe)
-    assert all(r.status == "pass" for r in results.values())
+    # harmless here; measured, not assumed: parameters end bit-identical to the clean run.
+    (entry,) = [e for e in selftest_section["faults"] if e["name"] == "skip_optimizer_init"]
+    assert entry["no_effect"] and not entry["caught"]
+    assert entry["evidence"]["parameters_identical_to_clean_run"] > 0
+    assert selftest_section["summary"]["verdict"] == "pass"
 
 
 def test_adapters_changed_skips_with_a_reason_below_two_steps(fixture_source):

@@ -1,0 +1,101 @@
+"""`lora-harness selftest`: prove, on this machine and MLX, that the checks catch the faults."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import options, progress
+from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from harness.faults import FAULTS
+from harness.run import new_run_id, report_header, settings_from
+from harness.selftest import markdown_matrix, run_selftest
+from harness.sources import resolve
+from reports import json_report
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "selftest",
+        help="inject every known LoRA fault and show which checks catch it",
+        description=(
+            "Runs the gate suite on the clean recipe and on each fault of the catalogue "
+            "(see --list). Exit 1 if any fault with an observable effect escapes, or the "
+            "clean run does not pass cleanly."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    options.add_to_argparse(parser, options.RUN_OPTIONS)
+    parser.add_argument(
+        "--fault", action="append", metavar="NAME", help="only this fault (repeatable)"
+    )
+    parser.add_argument("--list", action="store_true", help="list the faults and exit")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("lora-harness-out"),
+        help="folder for OUT/<run-id>/report.json",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the report to PATH, or - for stdout only"
+    )
+    parser.add_argument(
+        "--markdown", metavar="PATH", type=Path, help="write the fault x check matrix as Markdown"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    if args.list:
+        for fault in FAULTS.values():
+            print(f"{fault.name:<32}{fault.description}")
+        return EXIT_OK
+    names = args.fault or list(FAULTS)
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        raise InputError(f"unknown fault {unknown[0]!r}; see lora-harness selftest --list")
+    settings = settings_from(vars(args))
+    source = resolve(settings.model)
+    if not source.has_weights:
+        raise InputError(
+            f"{source.spec} is shape-only; the self-test trains, so use a model with weights"
+        )
+    show = progress.Progress(0, enabled=not args.quiet)
+    show.note(f"lora-harness selftest: clean run + {len(names)} faults on {source.spec}")
+    section = run_selftest(source, settings, names, on_fault=lambda e: show.note(_fault_line(e)))
+    report = _report(settings, source, section)
+    path = json_report.write_atomic(
+        args.out / report["run"]["id"] / "report.json", json_report.dumps(report)
+    )
+    if args.json == "-":
+        sys.stdout.write(json_report.dumps(report))
+    elif args.json:
+        json_report.write_atomic(Path(args.json), json_report.dumps(report))
+    if args.markdown:
+        json_report.write_atomic(args.markdown, markdown_matrix(section))
+    summary = section["summary"]
+    show.note(
+        f"selftest: {summary['caught']}/{summary['faults']} caught, no effect: "
+        f"{', '.join(summary['no_effect']) or 'none'}, escaped: {', '.join(summary['escaped']) or 'none'}; "
+        f"clean run {'clean' if not summary['clean_not_passing'] else 'NOT clean: ' + ', '.join(summary['clean_not_passing'])}"
+    )
+    show.note(f"report: {path}")
+    return EXIT_CHECK_FAILED if summary["verdict"] == "fail" else EXIT_OK
+
+
+def _fault_line(entry: dict) -> str:
+    if entry["caught"]:
+        return f"  CAUGHT    {entry['name']:<30} by {', '.join(entry['caught_by'])}"
+    if entry["no_effect"]:
+        return f"  NO EFFECT {entry['name']:<30} parameters identical to the clean run"
+    return f"  ESCAPED   {entry['name']:<30} expected {', '.join(entry['expected_checks'])}"
+
+
+def _report(settings, source, section: dict) -> dict:
+    report = report_header(settings, source, run_id=new_run_id(), kind="selftest")
+    report["checks"] = section["clean"]
+    report["summary"] = json_report.summarise(section["clean"])
+    report["selftest"] = section
+    return report

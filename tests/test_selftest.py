@@ -1,0 +1,99 @@
+"""The self-test command, its verdict logic, and no false alarms on the clean recipe."""
+
+from __future__ import annotations
+
+import jsonschema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.checking import CheckResult
+from harness.faults import FAULTS
+from harness.selftest import judge_fault, markdown_matrix
+from reports import json_report
+from tests.conftest import run_gate
+
+
+def _results(**statuses):
+    return [CheckResult(name=n, status=s, summary="") for n, s in statuses.items()]
+
+
+def test_a_fault_that_fails_only_unexpected_checks_is_not_caught():
+    fault = FAULTS["nonzero_lora_b_init"]  # expects identity_at_init
+    entry = judge_fault(
+        fault, _results(identity_at_init="pass", adapters_changed="fail"), {"a": 1}, {"a": 2}
+    )
+    assert not entry["caught"] and not entry["no_effect"]
+    assert entry["also_failed"] == ["adapters_changed"]
+
+
+def test_no_effect_needs_identical_parameters_and_no_failures():
+    fault = FAULTS["skip_optimizer_init"]
+    params = {"w": (1, 2)}
+    assert judge_fault(fault, _results(x="pass"), params, dict(params))["no_effect"]
+    assert not judge_fault(fault, _results(x="pass"), params, {"w": (1, 3)})["no_effect"]
+    assert not judge_fault(fault, _results(x="pass"), {}, {})["no_effect"], (
+        "untrained is not evidence"
+    )
+
+
+def test_selftest_cli_json_and_markdown(cli, tmp_path):
+    result = cli(
+        "selftest",
+        "--fault",
+        "unfreeze_without_keys",
+        "--fault",
+        "skip_optimizer_init",
+        "--json",
+        "-",
+        "--markdown",
+        "matrix.md",
+        "--out",
+        "o",
+    )
+    assert result.returncode == 0, result.stderr
+    report = result.json()
+    jsonschema.validate(report, json_report.schema())
+    section = report["selftest"]
+    assert [f["name"] for f in section["faults"]] == [
+        "unfreeze_without_keys",
+        "skip_optimizer_init",
+    ]
+    assert section["faults"][0]["caught"] and section["faults"][1]["no_effect"]
+    assert report["summary"]["fail"] == report["summary"]["warn"] == 0
+    table = (tmp_path / "matrix.md").read_text()
+    assert table == markdown_matrix(section)
+    assert "`unfreeze_without_keys` | yes" in table and "no effect" in table
+
+
+def test_selftest_refuses_unknown_faults_and_shape_models(cli):
+    unknown = cli("selftest", "--fault", "nope")
+    assert unknown.returncode == 2 and "selftest --list" in unknown.stderr
+    shape = cli("selftest", "--model", "shape:qwen2.5-7b")
+    assert shape.returncode == 2 and "shape-only" in shape.stderr
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    rank=st.sampled_from([2, 4, 8, 16]),
+    num_layers=st.sampled_from([-1, 1, 2, 4]),
+    keys=st.sampled_from([None, ["self_attn.q_proj", "self_attn.v_proj"], ["mlp.down_proj"]]),
+    fine_tune_type=st.sampled_from(["lora", "dora"]),
+)
+def test_clean_recipe_raises_no_false_alarm(
+    fixture_source, seed, rank, num_layers, keys, fine_tune_type
+):
+    results = run_gate(
+        fixture_source,
+        seed=seed,
+        rank=rank,
+        num_layers=num_layers,
+        keys=keys,
+        fine_tune_type=fine_tune_type,
+    )
+    alarms = {n: r.message for n, r in results.items() if r.status in ("fail", "error", "warn")}
+    assert alarms == {}
