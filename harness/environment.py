@@ -51,7 +51,9 @@ def git_sha(folder: str | None = None) -> str | None:
 def collect() -> dict:
     import mlx.core as mx
 
-    return {
+    from reports import history
+
+    info = {
         "host": socket.gethostname(),
         "os": f"{platform.system()} {platform.release()}",
         "platform": platform.platform(),
@@ -65,4 +67,7 @@ def collect() -> dict:
         "mlx_lm": _version("mlx-lm"),
         "harness": _version("mlx-lora-harness"),
         "git_sha": git_sha(),
+        "machine_id": history.machine_id(),
     }
+    info["hardware_fingerprint"] = history.hardware_fingerprint(info)
+    return info

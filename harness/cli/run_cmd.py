@@ -9,7 +9,7 @@ from pathlib import Path
 from harness import options, progress, suites
 from harness.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
 from harness.run import execute, prepare, save_baseline, settings_from, write_run_folder
-from reports import json_report
+from reports import history, json_report, render
 
 EPILOG = """\
 examples:
@@ -49,6 +49,12 @@ def register(commands) -> None:
         type=Path,
         help="store this run's voice score in FILE (keyed by model, data and scorer) for --baseline",
     )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        metavar="DIR",
+        help="append this run's summary to a per-machine history in DIR; the HTML shows trends",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(handler=handle)
 
@@ -61,7 +67,10 @@ def handle(args) -> int:
     ctx = prepare(settings, step_callbacks=[show.on_step])
     show.note(f"running {len(settings.check_names)} checks")
     report = execute(settings, ctx, on_result=show.on_result)
+    if args.history:
+        history.append(args.history, report)
     path = write_run_folder(report, ctx, args.out)
+    rendered = render.write_beside(path, report, args.history)
     text = json_report.dumps(report)
     if to_stdout:
         sys.stdout.write(text)
@@ -71,7 +80,7 @@ def handle(args) -> int:
         key = save_baseline(report, args.save_baseline)
         show.note(f"baseline saved to {args.save_baseline} under {key}")
     show.note(progress.summary_line(report["summary"]))
-    show.note(f"report: {path}")
+    show.note(f"report: {path} (+ {rendered['html'].name}, {rendered['junit'].name})")
     return exit_code(report["summary"])
 
 

@@ -1,0 +1,46 @@
+"""`lora-harness report`: render existing report JSON files as HTML and JUnit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import InputError
+from reports import json_report, render, screenshot
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="render report.json files (one run or many hosts) as HTML and JUnit XML",
+        description="Render from the JSON reports only; several files make one fleet page.",
+    )
+    parser.add_argument("reports", nargs="+", type=Path, help="report.json files")
+    parser.add_argument(
+        "--html", type=Path, metavar="PATH", help="write a self-contained HTML page"
+    )
+    parser.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML")
+    parser.add_argument(
+        "--history", type=Path, metavar="DIR", help="add per-machine trends from DIR"
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help="also save a PNG of the HTML (needs Chromium)",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    if not args.html and not args.junit:
+        raise InputError("nothing to write: pass --html PATH and/or --junit PATH")
+    documents = [json_report.load(path) for path in args.reports]
+    if args.screenshot and not args.html:
+        raise InputError("--screenshot renders the HTML page: pass --html PATH too")
+    if args.html:
+        print(f"html: {render.write_html(args.html, documents, args.history)}")
+    if args.screenshot:
+        print(f"screenshot: {screenshot.take(args.html, args.screenshot)}")
+    if args.junit:
+        print(f"junit: {render.write_junit(args.junit, documents)}")
+    return 0

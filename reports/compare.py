@@ -1,0 +1,101 @@
+"""Run-to-run comparison: status flips per check and metric deltas, with regression gates."""
+
+from __future__ import annotations
+
+from harness.errors import InputError
+
+# metric -> (where it lives in a report, which direction is better)
+METRICS = {
+    "tokens_per_second": (("metrics", "summary", "tokens_per_second"), "higher"),
+    "peak_memory_gb": (("metrics", "summary", "peak_memory_gb"), "lower"),
+    "last_loss": (("metrics", "summary", "last_loss"), "lower"),
+    "first_step_s": (("metrics", "summary", "first_step_s"), "lower"),
+    "voice_score": (("generation", "trained_voice_score"), "higher"),
+    "duration_s": (("run", "duration_s"), "lower"),
+}
+
+
+def _get(report: dict, path: tuple[str, ...]):
+    value = report
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def parse_fail_on(items: list[str]) -> dict[str, float]:
+    """['tokens_per_second:5%'] -> {'tokens_per_second': 5.0}."""
+    gates = {}
+    for item in items or []:
+        name, sep, pct = item.partition(":")
+        if not sep or name not in METRICS:
+            raise InputError(
+                f"--fail-on {item!r}: use METRIC:PCT with METRIC one of {', '.join(METRICS)}, "
+                "e.g. tokens_per_second:5%"
+            )
+        try:
+            gates[name] = float(pct.rstrip("%"))
+        except ValueError:
+            raise InputError(f"--fail-on {item!r}: {pct!r} is not a percentage such as 5%")
+    return gates
+
+
+def _metric_delta(name: str, before, after, gates: dict) -> dict:
+    _, better = METRICS[name]
+    entry = {"name": name, "before": before, "after": after, "better": better}
+    if before is None or after is None:
+        return {**entry, "delta": None, "delta_pct": None, "regression": False}
+    delta = after - before
+    pct = (delta / abs(before) * 100) if before else None
+    worse_pct = None if pct is None else (-pct if better == "higher" else pct)
+    regression = name in gates and worse_pct is not None and worse_pct > gates[name]
+    return {
+        **entry,
+        "delta": delta,
+        "delta_pct": pct,
+        "worse_pct": worse_pct,
+        "regression": regression,
+    }
+
+
+def compare(before: dict, after: dict, gates: dict[str, float] | None = None) -> dict:
+    gates = gates or {}
+    statuses_a = {c["name"]: c["status"] for c in before["checks"]}
+    statuses_b = {c["name"]: c["status"] for c in after["checks"]}
+    changes = [
+        {"check": n, "before": statuses_a.get(n), "after": statuses_b.get(n)}
+        for n in sorted(set(statuses_a) | set(statuses_b))
+        if statuses_a.get(n) != statuses_b.get(n)
+    ]
+    metrics = [
+        _metric_delta(n, _get(before, path), _get(after, path), gates)
+        for n, (path, _) in METRICS.items()
+    ]
+    fingerprint = lambda r: r["environment"].get("hardware_fingerprint")  # noqa: E731
+    return {
+        "before": before["run"]["id"],
+        "after": after["run"]["id"],
+        "hardware_differs": fingerprint(before) != fingerprint(after),
+        "status_changes": changes,
+        "metrics": metrics,
+        "gates": gates,
+        "regressions": [m["name"] for m in metrics if m["regression"]],
+    }
+
+
+def describe(result: dict) -> str:
+    lines = [f"compare {result['before']} -> {result['after']}"]
+    if result["hardware_differs"]:
+        lines.append("  NOTE: different hardware; metric deltas compare machines, not code")
+    for change in result["status_changes"]:
+        lines.append(f"  {change['check']}: {change['before']} -> {change['after']}")
+    if not result["status_changes"]:
+        lines.append("  no check changed status")
+    for m in result["metrics"]:
+        if m["delta"] is None:
+            continue
+        pct = f" ({m['delta_pct']:+.1f}%)" if m["delta_pct"] is not None else ""
+        flag = "  REGRESSION" if m["regression"] else ""
+        lines.append(f"  {m['name']}: {m['before']:.4g} -> {m['after']:.4g}{pct}{flag}")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Write the HTML and JUnit renderings of report documents next to them, atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reports import history as run_history
+from reports import html, junit
+from reports.json_report import write_atomic
+
+
+def write_html(
+    path: Path, reports: list[dict], history_dir: Path | None = None, infrastructure=None
+) -> Path:
+    histories = [
+        run_history.load(history_dir, r["environment"]) if history_dir else None for r in reports
+    ]
+    return write_atomic(path, html.render(reports, histories, infrastructure))
+
+
+def write_junit(path: Path, reports: list[dict]) -> Path:
+    return write_atomic(path, junit.render(reports))
+
+
+def write_beside(
+    report_path: Path, report: dict, history_dir: Path | None = None
+) -> dict[str, Path]:
+    """report.html and junit.xml in the folder of report.json."""
+    folder = Path(report_path).parent
+    return {
+        "html": write_html(folder / "report.html", [report], history_dir),
+        "junit": write_junit(folder / "junit.xml", [report]),
+    }
