@@ -136,6 +136,26 @@ def add_to_argparse(parser, options: list[Option]) -> None:
         parser.add_argument(*flags, **kwargs)
 
 
+PYTEST_PREFIX = "lora-"
+
+
+def add_to_pytest(group, options: list[Option]) -> None:
+    """The same options for the pytest plugin, as --lora-<name> (pytest owns -c)."""
+    for option in options:
+        kwargs = {"dest": f"lora_{option.dest}", "help": option.help, "default": None}
+        if option.action:
+            kwargs["action"] = option.action
+        else:
+            kwargs.update(type=option.type, metavar=option.metavar)
+            if option.choices:
+                kwargs["choices"] = option.choices
+        group.addoption(f"--{PYTEST_PREFIX}{option.name}", **kwargs)
+
+
+def values_from_pytest(config, options: list[Option]) -> dict:
+    return {option.dest: config.getoption(f"lora_{option.dest}") for option in options}
+
+
 def lora_config_from(values: dict) -> LoRAConfig:
     """Defaults < YAML config < explicit flags; `values` maps option dests to parsed values."""
     merged: dict = {}

@@ -50,12 +50,18 @@ def select(suite: str | None, names: list[str] | None) -> list[str]:
     return list(SUITES[suite]["checks"])
 
 
-def run_checks(ctx, names: list[str], on_result: Callable[[CheckResult], None] | None = None):
-    """Run each named check against `ctx`; returns the results in order."""
+def plan(ctx, names: list[str]) -> None:
+    """Tell the context what must be built before training for these checks."""
     registry = all_checks()
     for name in names:
         if all(ctx.offers(cap) for cap in registry[name].requires):
             ctx.before_training.update(registry[name].before_training)
+
+
+def run_checks(ctx, names: list[str], on_result: Callable[[CheckResult], None] | None = None):
+    """Run each named check against `ctx`; returns the results in order."""
+    plan(ctx, names)
+    registry = all_checks()
     results = []
     for name in names:
         result = registry[name]().run(ctx)

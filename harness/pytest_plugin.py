@@ -1,0 +1,125 @@
+"""pytest plugin: every health check becomes a test item, for pre-merge gates.
+
+    pytest --lora-model fixture:tiny --lora-suite gate
+
+takes the same LoRA and expectation options as `lora-harness run` (declared once in
+harness.options, here prefixed --lora-). The plugin is inert unless --lora-model or
+--lora-suite is given, so installing the harness never changes unrelated test runs.
+The session fixture `lora_run` hands users' own tests the run context (trained model,
+fingerprints, generations) to write their own checks.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import options, suites
+
+_CONTEXT = pytest.StashKey[object]()
+_SETTINGS = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("lora-harness", "LoRA health checks (mlx-lora-harness)")
+    options.add_to_pytest(group, options.RUN_OPTIONS)
+    group.addoption(
+        "--lora-suite",
+        dest="lora_suite",
+        choices=sorted(suites.SUITES),
+        help="suite whose checks become test items (default gate)",
+    )
+    group.addoption(
+        "--lora-check",
+        dest="lora_check",
+        action="append",
+        metavar="NAME",
+        help="only this check as a test item (repeatable)",
+    )
+
+
+def _active(config) -> bool:
+    return bool(config.getoption("lora_model") or config.getoption("lora_suite"))
+
+
+def _settings(config):
+    if _SETTINGS not in config.stash:
+        from harness.run import settings_from
+
+        values = options.values_from_pytest(config, options.RUN_OPTIONS)
+        values.update(suite=config.getoption("lora_suite"), check=config.getoption("lora_check"))
+        config.stash[_SETTINGS] = settings_from(values)
+    return config.stash[_SETTINGS]
+
+
+def _context(config):
+    """The run context, prepared once per session on first use."""
+    if _CONTEXT not in config.stash:
+        from harness.run import prepare
+
+        settings = _settings(config)
+        ctx = prepare(settings)
+        suites.plan(ctx, settings.check_names)  # e.g. untrained generations before training
+        config.stash[_CONTEXT] = ctx
+    return config.stash[_CONTEXT]
+
+
+class HealthCheckFailed(Exception):
+    """Raised by an item whose check failed; carries the result for the report."""
+
+    def __init__(self, result):
+        super().__init__(result.message)
+        self.result = result
+
+
+class HealthCheckItem(pytest.Item):
+    def __init__(self, *, check_name: str, **kwargs):
+        super().__init__(**kwargs)
+        self.check_name = check_name
+
+    def runtest(self) -> None:
+        from harness.checking import all_checks
+
+        result = all_checks()[self.check_name]().run(_context(self.config))
+        self.user_properties.append(("observed", result.observed))
+        self.user_properties.append(("expected", result.expected))
+        if result.status == "skip":
+            pytest.skip(result.message)
+        if result.status == "warn":
+            import warnings
+
+            warnings.warn(f"{self.check_name}: {result.message}", stacklevel=1)
+        if result.status in ("fail", "error"):
+            raise HealthCheckFailed(result)
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, HealthCheckFailed):
+            r = excinfo.value.result
+            return (
+                f"{r.name} {r.status}: {r.message}\n"
+                f"  observed: {r.observed}\n  expected: {r.expected}\n  remedy:   {r.remedy}"
+            )
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return "lora-harness", None, f"lora-harness::{self.check_name}"
+
+
+class HealthCheckSuite(pytest.Collector):
+    def collect(self):
+        for name in _settings(self.config).check_names:
+            yield HealthCheckItem.from_parent(self, name=name, check_name=name)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    if not _active(config):
+        return
+    suite = HealthCheckSuite.from_parent(session, name="lora-harness", nodeid="lora-harness")
+    items.extend(suite.collect())
+
+
+@pytest.fixture(scope="session")
+def lora_run(pytestconfig):
+    """The harness run context: .lora_model, .training, .generations, .expectations, ..."""
+    if not _active(pytestconfig):
+        pytest.skip("lora_run needs --lora-model (or --lora-suite)")
+    return _context(pytestconfig)
