@@ -51,15 +51,8 @@ def train(
     callbacks: Iterable[StepCallback] = (),
 ) -> list[dict]:
     """Train on every batch of `batches` (loss defaults to the recipe's); returns per-step metrics."""
-    loss_and_grad = recipe.value_and_grad(model, loss or recipe.loss)
+    step = make_step(model, optimizer, recipe, loss)
     state = [model.state, optimizer.state, mx.random.state]
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def step(tokens, lengths):
-        (loss_value, loss_tokens), grads = loss_and_grad(model, tokens, lengths)
-        optimizer.update(model, grads)
-        return loss_value, loss_tokens
-
     model.train()
     history = []
     for iteration, (tokens, lengths) in enumerate(batches, start=1):
@@ -70,6 +63,20 @@ def train(
         for callback in callbacks:
             callback(history[-1])
     return history
+
+
+def make_step(model: nn.Module, optimizer: optim.Optimizer, recipe: Recipe = CORRECT, loss=None):
+    """The compiled training step: gradient of the recipe's loss, then the optimizer update."""
+    loss_and_grad = recipe.value_and_grad(model, loss or recipe.loss)
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(tokens, lengths):
+        (loss_value, loss_tokens), grads = loss_and_grad(model, tokens, lengths)
+        optimizer.update(model, grads)
+        return loss_value, loss_tokens
+
+    return step
 
 
 def _step_metrics(iteration: int, loss_value, loss_tokens, seconds: float) -> dict:

@@ -23,7 +23,15 @@ Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 internal error
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.cli import compare_cmd, fixture_cmd, list_cmd, report_cmd, run_cmd, selftest_cmd
+    from harness.cli import (
+        bench_cmd,
+        compare_cmd,
+        fixture_cmd,
+        list_cmd,
+        report_cmd,
+        run_cmd,
+        selftest_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="lora-harness",
@@ -32,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, selftest_cmd, report_cmd, compare_cmd, list_cmd, fixture_cmd):
+    for module in (
+        run_cmd,
+        selftest_cmd,
+        bench_cmd,
+        report_cmd,
+        compare_cmd,
+        list_cmd,
+        fixture_cmd,
+    ):
         module.register(commands)
     return parser
 

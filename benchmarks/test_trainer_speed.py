@@ -1,0 +1,65 @@
+"""pytest-benchmark suites over the same core as `lora-harness bench`.
+
+Run: python -m pytest benchmarks --benchmark-only [--benchmark-compare --benchmark-compare-fail=mean:5%]
+Ratios that matter (harness/mlx-lm, checks/no checks) are stored in extra_info; no
+absolute time is asserted.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import bench, fingerprint
+from harness.lora_config import LoRAConfig
+from harness.recipe import split_adapter_and_base
+from harness.sources import resolve
+
+STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def source():
+    return resolve("fixture:tiny")
+
+
+@pytest.fixture(scope="module")
+def batches(source):
+    return bench.fixed_batches(source, LoRAConfig(), STEPS)
+
+
+def test_harness_trainer(benchmark, source, batches):
+    steps = benchmark.pedantic(
+        bench.harness_steps, args=(source, LoRAConfig(), batches), rounds=5, warmup_rounds=1
+    )
+    benchmark.extra_info["tokens_per_second"] = bench.throughput(steps)
+
+
+def test_mlx_lm_trainer(benchmark, source, batches):
+    steps = benchmark.pedantic(
+        bench.mlx_lm_steps, args=(source, LoRAConfig(), batches), rounds=5, warmup_rounds=1
+    )
+    benchmark.extra_info["tokens_per_second"] = bench.throughput(steps)
+
+
+def test_trainer_vs_mlx_lm_ratio(benchmark, source):
+    result = benchmark.pedantic(
+        bench.trainer_vs_mlx_lm, args=(source, LoRAConfig(), STEPS, 5), rounds=1
+    )
+    benchmark.extra_info["ratio"] = result["ratio"]
+
+
+def test_fingerprint(benchmark, source):
+    model, _ = source.load()
+    adapter, base = split_adapter_and_base(model)
+    benchmark(fingerprint.fingerprint, {**adapter, **base})
+
+
+def test_structure_suite_on_qwen25_7b(benchmark):
+    from harness import context, suites
+
+    def structure():
+        ctx = context.RunContext(resolve("shape:qwen2.5-7b"), LoRAConfig())
+        return suites.run_checks(ctx, suites.STRUCTURE)
+
+    results = benchmark.pedantic(structure, rounds=3)
+    assert all(r.status == "pass" for r in results)

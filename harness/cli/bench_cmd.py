@@ -1,0 +1,92 @@
+"""`lora-harness bench`: speed and memory of the trainer and checks, as ratios from one run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness import bench, bench_process, options, progress
+from harness.errors import EXIT_OK, InputError
+from harness.run import new_run_id, report_header, settings_from
+from harness.sources import resolve
+from reports import json_report
+
+MEASUREMENTS = [
+    "trainer_vs_mlx_lm",
+    "check_overhead",
+    "lora_step_vs_forward",
+    "memory",
+    "structure_at_scale",
+    "gate_wall",
+]
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "bench",
+        help="measure the trainer against mlx-lm, check overhead, memory and wall times",
+        description=(
+            "Every figure is a ratio or a distribution measured in this run on this machine: "
+            + ", ".join(MEASUREMENTS)
+            + ". Goals: trainer/mlx-lm >= 1.00, check overhead <= 1.02."
+        ),
+    )
+    options.add_to_argparse(parser, options.MODEL_OPTIONS + options.LORA_OPTIONS)
+    parser.add_argument(
+        "--pairs", type=int, default=5, help="interleaved pairs per comparison (default 5)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=MEASUREMENTS, help="run only this measurement"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("lora-harness-out"),
+        help="folder for OUT/<run-id>/report.json",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the report to PATH, or - for stdout only"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.set_defaults(handler=handle)
+
+
+def _measure(name: str, source, settings, pairs: int) -> dict:
+    lora, steps = settings.lora, max(settings.lora.iters, 8)
+    if name == "trainer_vs_mlx_lm":
+        return bench.trainer_vs_mlx_lm(source, lora, steps, pairs)
+    if name == "check_overhead":
+        return bench.check_overhead(source, lora, steps * 4, pairs)
+    if name == "lora_step_vs_forward":
+        return bench.lora_step_vs_forward(source, lora, reps=20)
+    if name == "memory":
+        return bench.memory(source, lora, steps * 4)
+    if name == "structure_at_scale":
+        return bench_process.structure_at_scale()
+    return bench_process.gate_wall(settings.model or "fixture:tiny")
+
+
+def handle(args) -> int:
+    if args.pairs < 1:
+        raise InputError("--pairs must be at least 1")
+    settings = settings_from({**vars(args), "suite": None, "check": None})
+    source = resolve(settings.model)
+    if not source.has_weights:
+        raise InputError(f"{source.spec} is shape-only; bench trains, so use a model with weights")
+    show = progress.Progress(0, enabled=not args.quiet)
+    results = {}
+    for name in args.only or MEASUREMENTS:
+        show.note(f"bench: {name} ...")
+        results[name] = _measure(name, source, settings, args.pairs)
+        ratio = results[name].get("ratio")
+        show.note(f"  {name}: ratio {ratio:.3f}" if isinstance(ratio, float) else f"  {name}: done")
+    report = report_header(settings, source, run_id=new_run_id(), kind="bench")
+    report["bench"] = results
+    text = json_report.dumps(report)
+    path = json_report.write_atomic(args.out / report["run"]["id"] / "report.json", text)
+    if args.json == "-":
+        sys.stdout.write(text)
+    elif args.json:
+        json_report.write_atomic(Path(args.json), text)
+    show.note(f"report: {path}")
+    return EXIT_OK
