@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         compare_cmd,
         fixture_cmd,
         list_cmd,
+        remote_cmd,
         report_cmd,
         run_cmd,
         selftest_cmd,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         report_cmd,
         compare_cmd,
         list_cmd,
+        remote_cmd,
         fixture_cmd,
     ):
         module.register(commands)

@@ -1,0 +1,193 @@
+"""`lora-harness remote run`: the suite on one Mac Studio or a fleet, reports brought home."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.errors import InputError
+from harness.remote import deploy, fleet, inventory
+from harness.remote.host_run import RemoteOptions
+from harness.run import new_run_id
+from reports import json_report, render
+
+EPILOG = """\
+examples:
+  lora-harness remote run --host ml@studio-1.local -- --model ~/models/Qwen2.5-7B-mlx
+  lora-harness remote run --hosts fleet.toml --parallel 8 --json fleet.json -- --suite gate
+  lora-harness remote run --retry-failed lora-harness-remote/<run-id>/fleet.json
+
+Everything after -- is passed to `lora-harness run` on each host. Host keys are checked
+against ~/.ssh/known_hosts (and --known-hosts); unknown hosts are refused unless
+--trust-new-hosts (recorded in the summary). Exit: 0 all passed, 1 a host failed its
+checks, 4 hosts could not be reached or run (unreachable, auth_failed, hostkey_rejected,
+timeout, error).
+"""
+
+
+def register(commands) -> None:
+    remote = commands.add_parser("remote", help="run the harness on remote hosts over SSH")
+    actions = remote.add_subparsers(dest="remote_action", metavar="ACTION", required=True)
+    parser = actions.add_parser(
+        "run",
+        help="deploy, run and collect on one host or a fleet",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="USER@HOST[:PORT]",
+        help="a host (repeatable)",
+    )
+    parser.add_argument(
+        "--hosts",
+        type=Path,
+        metavar="FLEET.toml",
+        help="fleet inventory (format in harness/remote/inventory.py)",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        type=Path,
+        metavar="SUMMARY.json",
+        help="rerun only hosts that did not pass",
+    )
+    parser.add_argument("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("lora-harness-remote"),
+        help="OUT/<run-id>/<host>/... (default ./lora-harness-remote)",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only"
+    )
+    parser.add_argument(
+        "--known-hosts", action="append", default=[], metavar="FILE", help="extra known_hosts file"
+    )
+    parser.add_argument(
+        "--trust-new-hosts",
+        action="store_true",
+        help="accept unknown host keys (logged); changed keys still fail",
+    )
+    parser.add_argument("--ssh-config", type=Path, help="ssh config file (default ~/.ssh/config)")
+    parser.add_argument(
+        "--remote-python",
+        help="interpreter the host's venv is made from (default: inventory or python3)",
+    )
+    parser.add_argument(
+        "--system-site-packages",
+        action="store_true",
+        help="let the venv see packages the host already has",
+    )
+    parser.add_argument(
+        "--work-dir",
+        help="folder on the hosts for wheels, venvs and runs (default ~/.lora-harness)",
+    )
+    parser.add_argument(
+        "--wheelhouse",
+        type=Path,
+        help="folder of wheels to upload and install from (offline hosts)",
+    )
+    parser.add_argument(
+        "--remote-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for the remote run",
+    )
+    for phase, default in (("connect", 20), ("deploy", 1800), ("run", 7200), ("collect", 600)):
+        parser.add_argument(
+            f"--{phase}-timeout",
+            type=float,
+            default=default,
+            metavar="S",
+            help=f"{phase} deadline in seconds (default {default})",
+        )
+    parser.add_argument(
+        "run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness run"
+    )
+    parser.set_defaults(handler=handle_run)
+
+
+def _hosts(args) -> list[inventory.Host]:
+    hosts = [inventory.parse_host(spec) for spec in args.host]
+    if args.hosts:
+        hosts += inventory.load_fleet(args.hosts)
+    if args.retry_failed:
+        hosts += fleet.hosts_to_retry(args.retry_failed)
+    if not hosts:
+        raise InputError(
+            "no hosts: pass --host user@host, --hosts fleet.toml or --retry-failed SUMMARY.json"
+        )
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        raise InputError("two hosts share a name; give each [[hosts]] entry a unique name")
+    for host in hosts:
+        host.work_dir = args.work_dir or host.work_dir
+    return [inventory.apply_ssh_config(h, args.ssh_config) for h in hosts]
+
+
+def _options(args, out: Path) -> RemoteOptions:
+    env = {}
+    for item in args.remote_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--remote-env {item!r} is not KEY=VALUE")
+        env[key] = value
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    return RemoteOptions(
+        run_args=run_args,
+        out=out,
+        known_hosts=[os.path.expanduser("~/.ssh/known_hosts"), *args.known_hosts],
+        trust_new=args.trust_new_hosts,
+        remote_python=args.remote_python,
+        system_site_packages=args.system_site_packages,
+        remote_env=env,
+        timeouts={
+            p: getattr(args, f"{p}_timeout") for p in ("connect", "deploy", "run", "collect")
+        },
+        echo=args.json != "-",
+    )
+
+
+def handle_run(args) -> int:
+    hosts = _hosts(args)
+    run_id = new_run_id()
+    out = (args.out / run_id).resolve()
+    options = _options(args, out)
+    build = deploy.build_wheel(args.wheelhouse)
+    started = fleet.now()
+    results = fleet.run_fleet(hosts, build, options, args.parallel, run_id)
+    run = {
+        "id": run_id,
+        "started_at": started,
+        "finished_at": fleet.now(),
+        "command": list(sys.argv),
+    }
+    summary_doc = fleet.document(results, run)
+    text = json_report.dumps(summary_doc)
+    path = json_report.write_atomic(out / "fleet.json", text)
+    _render_fleet(results, out)
+    if args.json == "-":
+        sys.stdout.write(text)
+    else:
+        for r in results:
+            print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
+        print(f"fleet summary: {path}", file=sys.stderr)
+        if args.json:
+            json_report.write_atomic(Path(args.json), text)
+    return fleet.exit_code(summary_doc["summary"])
+
+
+def _render_fleet(results, out: Path) -> None:
+    """fleet.html and junit.xml from the collected JSON reports (the controller renders)."""
+    reports = [json_report.load(Path(r.report)) for r in results if r.report]
+    infrastructure = [{"name": r.name, "status": r.status} for r in results if not r.report]
+    if reports or infrastructure:
+        render.write_html(out / "fleet.html", reports, infrastructure=infrastructure)
+    if reports:
+        render.write_junit(out / "junit.xml", reports)

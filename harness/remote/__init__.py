@@ -1,0 +1,1 @@
+"""Run the harness on remote Macs over SSH (paramiko): inventory, connect, deploy, run, collect."""

@@ -1,0 +1,139 @@
+"""Deploy the harness: a locally built wheel, content-addressed on the host, in a reused venv.
+
+Layout under the host's work_dir:
+    wheels/<sha256>/<wheel>     uploaded once per content hash, verified on the host
+    venvs/<env-hash>/           recreated only when the dependency set changes
+    runs/<run-id>/              one folder per remote run (report, adapters, pidfile, log)
+A second deploy with nothing changed uploads nothing: one hash check, one marker check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import InputError
+from harness.remote import shell
+from harness.remote.connection import HostFailure
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LocalBuild:
+    wheel: Path
+    sha256: str
+    wheelhouse: list[Path]
+
+
+def build_wheel(wheelhouse: Path | None = None) -> LocalBuild:
+    """Build this checkout's wheel once per controller run (no network: no build isolation)."""
+    if not (PROJECT_ROOT / "pyproject.toml").exists():
+        raise InputError(
+            "remote deploy builds the harness from its source checkout; install it with pip -e"
+        )
+    out = Path(tempfile.mkdtemp(prefix="lora-harness-wheel-"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(PROJECT_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        # Fixed zip timestamps: the same source gives the same bytes, so an unchanged
+        # second deploy finds its hash on the host and uploads nothing.
+        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
+    )
+    if done.returncode != 0:
+        raise InputError(
+            f"could not build the harness wheel: {done.stderr.strip().splitlines()[-1:]}"
+        )
+    (wheel,) = out.glob("*.whl")
+    extra = sorted(Path(wheelhouse).glob("*.whl")) if wheelhouse else []
+    return LocalBuild(wheel, _sha256(wheel), extra)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def remote_home(client) -> str:
+    return shell.run(client, "echo $HOME", timeout=30).stdout_tail.strip()
+
+
+def _remote_sha256(client, python: str, path: str) -> str | None:
+    code = "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"
+    result = shell.run(client, shell.quote([python, "-c", code, path]), timeout=120)
+    return result.stdout_tail.strip() if result.exit_status == 0 else None
+
+
+def upload(client, sftp, python: str, local: Path, remote_dir: str, stats: dict) -> str:
+    """Upload `local` into remote_dir unless a file with the same hash is already there."""
+    digest = _sha256(local)
+    target = f"{remote_dir}/{digest}/{local.name}"
+    if _remote_sha256(client, python, target) == digest:
+        return target
+    shell.run(client, shell.quote(["mkdir", "-p", f"{remote_dir}/{digest}"]), timeout=60)
+    partial = f"{target}.part"
+    sftp.put(str(local), partial)
+    stats["bytes_uploaded"] = stats.get("bytes_uploaded", 0) + local.stat().st_size
+    sftp.posix_rename(partial, target)
+    if _remote_sha256(client, python, target) != digest:
+        raise HostFailure("error", f"uploaded {local.name} does not match its hash on the host")
+    return target
+
+
+def ensure_venv(
+    client, sftp, build: LocalBuild, python: str, work_dir: str, system_site: bool, stats: dict
+) -> str:
+    """A venv with the harness wheel installed; returns its python."""
+    house = [
+        upload(client, sftp, python, w, f"{work_dir}/wheelhouse", stats) for w in build.wheelhouse
+    ]
+    env_key = hashlib.sha256(f"{python}|{system_site}|{sorted(house)}".encode()).hexdigest()[:16]
+    venv = f"{work_dir}/venvs/{env_key}"
+    venv_python = f"{venv}/bin/python"
+    wheel = upload(client, sftp, python, build.wheel, f"{work_dir}/wheels", stats)
+    marker = f"{venv}/.harness-{build.sha256[:16]}"
+    if shell.run(client, shell.quote(["test", "-e", marker]), timeout=30).exit_status == 0:
+        return venv_python
+    if shell.run(client, shell.quote(["test", "-x", venv_python]), timeout=30).exit_status != 0:
+        create = (
+            [python, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + [venv]
+        )
+        _must(client, shell.quote(create), "create the venv", timeout=600)
+    _install(client, venv_python, wheel, house, work_dir)
+    _must(client, shell.quote(["touch", marker]), "mark the venv", timeout=30)
+    stats["installed"] = True
+    return venv_python
+
+
+def _install(client, venv_python: str, wheel: str, house: list[str], work_dir: str) -> None:
+    pip = [venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    offline = pip + ["--no-index"] + (["--find-links", f"{work_dir}/wheelhouse"] if house else [])
+    for path in house:
+        offline += ["--find-links", path.rsplit("/", 1)[0]]
+    # Offline first: deps already present (system site-packages, wheelhouse) need no index.
+    if shell.run(client, shell.quote(offline + [wheel]), timeout=1800).exit_status == 0:
+        return
+    _must(client, shell.quote(pip + [wheel]), "install the harness wheel", timeout=3600)
+
+
+def _must(client, command: str, what: str, timeout: float) -> None:
+    result = shell.run(client, command, timeout=timeout)
+    if result.exit_status != 0:
+        last = (result.stderr_tail.strip().splitlines() or ["no output"])[-1]
+        raise HostFailure("error", f"could not {what} on the host: {last}")

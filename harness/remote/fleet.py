@@ -1,0 +1,79 @@
+"""Many hosts at once in a bounded pool; one host's failure never stops the others."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from harness.errors import InputError
+from harness.remote.host_run import HostResult, RemoteOptions, run_host
+from harness.remote.inventory import Host
+
+STATUSES = (
+    "passed",
+    "failed",
+    "error",
+    "unreachable",
+    "auth_failed",
+    "hostkey_rejected",
+    "timeout",
+)
+FLEET_SCHEMA_VERSION = "1.0"
+
+
+def run_fleet(
+    hosts: list[Host], build, options: RemoteOptions, parallel: int, run_id: str
+) -> list[HostResult]:
+    cancel = threading.Event()
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = [pool.submit(run_host, host, build, options, run_id, cancel) for host in hosts]
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            cancel.set()  # every host kills its remote group, then collects what it has
+            return [future.result() for future in futures]
+
+
+def summary(results: list[HostResult]) -> dict:
+    counts = {status: sum(r.status == status for r in results) for status in STATUSES}
+    infrastructure = len(results) - counts["passed"] - counts["failed"]
+    verdict = "failed" if counts["failed"] else "infrastructure" if infrastructure else "passed"
+    return {**counts, "hosts": len(results), "verdict": verdict}
+
+
+def exit_code(fleet_summary: dict) -> int:
+    """0 all passed; 1 a host failed its checks (a regression); 4 only infrastructure trouble."""
+    return {"passed": 0, "failed": 1, "infrastructure": 4}[fleet_summary["verdict"]]
+
+
+def document(results: list[HostResult], run: dict) -> dict:
+    return {
+        "schema_version": FLEET_SCHEMA_VERSION,
+        "kind": "fleet",
+        "run": run,
+        "hosts": [asdict(r) for r in results],
+        "summary": summary(results),
+    }
+
+
+def hosts_to_retry(path: Path) -> list[Host]:
+    """Hosts that did not pass in an earlier fleet summary."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise InputError(f"--retry-failed {path} is not a readable fleet summary JSON")
+    if earlier.get("kind") != "fleet":
+        raise InputError(f"--retry-failed {path} is not a fleet summary (kind != fleet)")
+    return [
+        Host(**{k: v for k, v in h["host"].items() if k in Host.__dataclass_fields__})
+        for h in earlier["hosts"]
+        if h["status"] != "passed"
+    ]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

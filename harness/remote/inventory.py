@@ -1,0 +1,123 @@
+"""Which hosts to run on: `--host user@host[:port]` or a fleet TOML, completed by ~/.ssh/config.
+
+fleet.toml:
+
+    [defaults]                      # optional, applies to every host
+    python = "/opt/homebrew/bin/python3"
+    work_dir = "~/.lora-harness"
+
+    [[hosts]]
+    name = "studio-1"               # label used in reports (default: hostname)
+    hostname = "studio-1.local"
+    user = "ml"                     # default: ~/.ssh/config User, else the local user
+    port = 22
+    identity_file = "~/.ssh/id_ed25519"
+    python = "/usr/bin/python3"     # interpreter the remote venv is made from
+    work_dir = "~/.lora-harness"    # wheels, venvs and runs live here
+    labels = ["m2-ultra", "192gb"]
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import InputError
+
+DEFAULT_WORK_DIR = "~/.lora-harness"
+
+
+@dataclass
+class Host:
+    name: str
+    hostname: str
+    user: str | None = None
+    port: int = 22
+    identity_files: list[str] = field(default_factory=list)
+    python: str = "python3"
+    work_dir: str = DEFAULT_WORK_DIR
+    labels: list[str] = field(default_factory=list)
+    proxy_command: str | None = None
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "hostname": self.hostname,
+            "user": self.user,
+            "port": self.port,
+            "python": self.python,
+            "work_dir": self.work_dir,
+            "labels": self.labels,
+        }
+
+
+def parse_host(spec: str) -> Host:
+    """`user@host[:port]` (user and port optional)."""
+    user, _, rest = spec.rpartition("@")
+    hostname, _, port = rest.partition(":")
+    if not hostname:
+        raise InputError(f"--host {spec!r}: expected user@host[:port]")
+    try:
+        number = int(port) if port else 22
+    except ValueError:
+        raise InputError(f"--host {spec!r}: port {port!r} is not a number")
+    return Host(name=hostname, hostname=hostname, user=user or None, port=number)
+
+
+def load_fleet(path: Path) -> list[Host]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(
+            f"--hosts {path} not found; write a fleet TOML (see lora-harness remote run --help)"
+        )
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"--hosts {path} is not valid TOML: {exc}")
+    defaults = document.get("defaults", {})
+    entries = document.get("hosts") or []
+    if not entries:
+        raise InputError(f"--hosts {path} lists no [[hosts]]")
+    hosts = []
+    for entry in entries:
+        merged = {**defaults, **entry}
+        if "hostname" not in merged:
+            raise InputError(f"--hosts {path}: every [[hosts]] entry needs a hostname")
+        hosts.append(
+            Host(
+                name=str(merged.get("name", merged["hostname"])),
+                hostname=merged["hostname"],
+                user=merged.get("user"),
+                port=int(merged.get("port", 22)),
+                identity_files=[merged["identity_file"]] if merged.get("identity_file") else [],
+                python=merged.get("python", "python3"),
+                work_dir=merged.get("work_dir", DEFAULT_WORK_DIR),
+                labels=list(merged.get("labels", [])),
+            )
+        )
+    return hosts
+
+
+def apply_ssh_config(host: Host, config_path: Path | None = None) -> Host:
+    """Fill what the inventory left open from ~/.ssh/config (paramiko parses it, never applies it)."""
+    import paramiko
+
+    path = Path(config_path or os.path.expanduser("~/.ssh/config"))
+    if path.exists():
+        entry = paramiko.SSHConfig.from_path(str(path)).lookup(host.hostname)
+        host.hostname = entry.get("hostname", host.hostname)
+        host.user = host.user or entry.get("user")
+        if host.port == 22 and "port" in entry:
+            host.port = int(entry["port"])
+        host.identity_files = host.identity_files or list(entry.get("identityfile", []))
+        host.proxy_command = entry.get("proxycommand")
+        if not host.proxy_command and entry.get("proxyjump"):
+            host.proxy_command = f"ssh -W %h:%p {entry['proxyjump']}"
+    host.user = host.user or getpass.getuser()
+    host.identity_files = [os.path.expanduser(f) for f in host.identity_files]
+    return host

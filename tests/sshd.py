@@ -1,0 +1,123 @@
+"""Real OpenSSH sshd processes on loopback, one per simulated host, for the runner tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+CONFIG = """\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {folder}/host_key
+PidFile {folder}/sshd.pid
+AuthorizedKeysFile {authorized}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin yes
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+LogLevel ERROR
+MaxSessions 50
+MaxStartups 50
+"""
+
+
+def available() -> bool:
+    return os.path.exists(SSHD) and shutil.which("ssh-keygen") is not None and os.geteuid() == 0
+
+
+def keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return Path(f"{path}.pub").read_text().strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class SshdHost:
+    folder: Path
+    port: int
+    host_public_key: str
+    process: subprocess.Popen | None = None
+
+    @classmethod
+    def start(cls, folder: Path, authorized_keys: Path) -> SshdHost:
+        folder.mkdir(parents=True, exist_ok=True)
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
+        public = keygen(folder / "host_key")
+        port = free_port()
+        (folder / "sshd_config").write_text(
+            CONFIG.format(port=port, folder=folder, authorized=authorized_keys)
+        )
+        host = cls(folder, port, public)
+        host.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
+            stderr=open(folder / "sshd.log", "w"),
+            start_new_session=True,
+        )
+        host.wait_listening()
+        return host
+
+    def wait_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"sshd on {self.port} did not start: {(self.folder / 'sshd.log').read_text()}"
+        )
+
+    def known_hosts_line(self) -> str:
+        kind, key = self.host_public_key.split()[:2]
+        return f"[127.0.0.1]:{self.port} {kind} {key}"
+
+    def kill_all(self) -> None:
+        """The listener and every process under it: as if the machine fell off the network."""
+        if not self.process or self.process.poll() is not None:
+            return
+        for pid in descendants(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root`, read from /proc (per-connection sshd children included)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found

@@ -1,0 +1,268 @@
+"""The remote runner against real OpenSSH sshd processes on loopback (no mocks).
+
+Each sshd plays one host; the "remote" side is this machine's Python, and the host's venv
+reuses the local site-packages (--system-site-packages) so no package is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reports import json_report
+from tests import sshd
+
+pytestmark = pytest.mark.skipif(
+    not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
+)
+
+STRUCTURE = ["--", "--model", "shape:qwen2.5-0.5b", "--suite", "structure"]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    public = sshd.keygen(folder / "user_key")
+    (folder / "authorized_keys").write_text(public + "\n")
+    sshd.keygen(folder / "stranger_key")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    """Shared by the tests, as a real host's ~/.lora-harness: venvs are reused by hash."""
+    return tmp_path_factory.mktemp("remote-work")
+
+
+@pytest.fixture
+def hosts(keys, tmp_path):
+    started = []
+
+    def start(count: int):
+        for _ in range(count):
+            started.append(
+                sshd.SshdHost.start(tmp_path / f"sshd-{len(started)}", keys / "authorized_keys")
+            )
+        return started[-count:]
+
+    yield start
+    for host in started:
+        host.stop()
+
+
+def write_fleet(tmp_path, hosts, keys, work_dir, names=None, key="user_key") -> tuple[Path, Path]:
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(h.known_hosts_line() + "\n" for h in hosts))
+    entries = []
+    for index, host in enumerate(hosts):
+        name = (names or [f"studio-{i}" for i in range(len(hosts))])[index]
+        entries.append(
+            f'[[hosts]]\nname = {json.dumps(name)}\nhostname = "127.0.0.1"\nport = {host.port}\n'
+            f'user = "root"\nidentity_file = "{keys / key}"\npython = "{sys.executable}"\n'
+            f'work_dir = "{work_dir}"\n'
+        )
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text("\n".join(entries))
+    return fleet, known
+
+
+def remote(cli, fleet, known, *extra, run_args=STRUCTURE, timeout=600):
+    cache = os.environ["LORA_HARNESS_CACHE"]
+    return cli(
+        "remote",
+        "run",
+        "--hosts",
+        str(fleet),
+        "--known-hosts",
+        str(known),
+        "--system-site-packages",
+        "--remote-env",
+        f"LORA_HARNESS_CACHE={cache}",
+        "--out",
+        "out",
+        "--json",
+        "-",
+        *extra,
+        *run_args,
+        timeout=timeout,
+    )
+
+
+def statuses(result) -> dict:
+    return {h["name"]: h["status"] for h in result.json()["hosts"]}
+
+
+def test_one_host_end_to_end_report_collected_and_valid(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
+    result = remote(cli, fleet, known)
+    assert result.returncode == 0, result.stderr
+    summary = result.json()
+    (host,) = summary["hosts"]
+    assert host["status"] == "passed"
+    assert set(host["phase_durations"]) == {"connect", "deploy", "run", "collect"}
+    report = json.loads(Path(host["report"]).read_text())
+    jsonschema.validate(report, json_report.schema())
+    assert Path(host["report"]).parts[-3] == "studio-0"
+    assert {c["name"]: c["observed"] for c in report["checks"]}["lora_layer_count"] == 168
+    run_folder = tmp_path / "out" / summary["run"]["id"]
+    assert (run_folder / "fleet.html").exists() and (run_folder / "junit.xml").exists()
+
+
+def test_second_deploy_uploads_nothing(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
+    first = remote(cli, fleet, known)
+    second = remote(cli, fleet, known)
+    assert first.returncode == second.returncode == 0, second.stderr
+    assert second.json()["hosts"][0]["deploy"].get("bytes_uploaded", 0) == 0
+    assert "installed" not in second.json()["hosts"][0]["deploy"]
+
+
+def test_four_hosts_at_once(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(4), keys, work_dir)
+    result = remote(cli, fleet, known, "--parallel", "4")
+    assert result.returncode == 0, result.stderr
+    assert set(statuses(result).values()) == {"passed"}
+    assert len(statuses(result)) == 4
+
+
+def test_unknown_host_key_is_refused_unless_trusted_explicitly(
+    cli, hosts, keys, work_dir, tmp_path
+):
+    fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
+    known.write_text("")
+    refused = remote(cli, fleet, known)
+    assert refused.returncode == 4
+    (host,) = refused.json()["hosts"]
+    assert host["status"] == "hostkey_rejected" and "ssh-keyscan" in host["message"]
+    trusted = remote(cli, fleet, known, "--trust-new-hosts")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "SHA256:" in trusted.json()["hosts"][0]["trusted_host_keys"][0]
+
+
+def test_changed_host_key_always_fails(cli, hosts, keys, work_dir, tmp_path):
+    (host,) = hosts(1)
+    fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
+    other = sshd.keygen(tmp_path / "impostor").split()
+    known.write_text(f"[127.0.0.1]:{host.port} {other[0]} {other[1]}\n")
+    result = remote(cli, fleet, known, "--trust-new-hosts")
+    assert result.returncode == 4
+    assert statuses(result) == {"studio-0": "hostkey_rejected"}
+    assert "CHANGED" in result.json()["hosts"][0]["message"]
+
+
+def test_wrong_user_key_is_auth_failed(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir, key="stranger_key")
+    result = remote(cli, fleet, known)
+    assert result.returncode == 4 and statuses(result) == {"studio-0": "auth_failed"}
+
+
+def test_closed_port_is_unreachable(cli, hosts, keys, work_dir, tmp_path):
+    (host,) = hosts(1)
+    fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
+    host.stop()
+    result = remote(cli, fleet, known, "--connect-timeout", "5")
+    assert result.returncode == 4 and statuses(result) == {"studio-0": "unreachable"}
+
+
+def test_run_past_its_deadline_is_killed_and_reported_timeout(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
+    slow = [
+        "--",
+        "--model",
+        "fixture:tiny",
+        "--iters",
+        "100000",
+        "--check",
+        "loss_finite_and_decreasing",
+    ]
+    result = remote(cli, fleet, known, "--run-timeout", "12", run_args=slow)
+    assert result.returncode == 4, result.stderr
+    assert statuses(result) == {"studio-0": "timeout"}
+    run_id = result.json()["run"]["id"]
+    pid = int((work_dir / "runs" / run_id / "pid").read_text())
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the remote process group is gone
+
+
+def test_sshd_killed_mid_run_fails_that_host_only(cli, hosts, keys, work_dir, tmp_path):
+    import threading
+
+    victim, survivor = hosts(2)
+    fleet, known = write_fleet(tmp_path, [victim, survivor], keys, work_dir)
+    remote(cli, fleet, known)  # warm: venv ready, so the kill lands in the run phase
+    steady = ["--", "--model", "fixture:tiny", "--iters", "300", "--check", "frozen_base_unchanged"]
+    killer = threading.Timer(6.0, victim.kill_all)
+    killer.start()
+    result = remote(cli, fleet, known, run_args=steady)
+    killer.join()
+    assert result.returncode == 4, result.stderr
+    assert statuses(result) == {"studio-0": "error", "studio-1": "passed"}
+
+
+def test_large_remote_output_does_not_hang(hosts, keys, tmp_path):
+    from harness.remote import shell
+    from harness.remote.connection import connect
+    from harness.remote.inventory import Host
+
+    (host,) = hosts(1)
+    known = tmp_path / "known"
+    known.write_text(host.known_hosts_line() + "\n")
+    target = Host(
+        "big", "127.0.0.1", user="root", port=host.port, identity_files=[str(keys / "user_key")]
+    )
+    client, _ = connect(target, [str(known)], False, 10)
+    code = "import sys; sys.stdout.write('x' * 9_000_000); sys.stderr.write('y' * 9_000_000)"
+    done = shell.run(client, shell.quote([sys.executable, "-c", code]), timeout=120)
+    client.close()
+    assert done.exit_status == 0 and done.bytes_read == 18_000_000
+    assert len(done.stdout_tail) <= 64 * 1024 + 65536
+
+
+@pytest.fixture(scope="module")
+def one_connection(keys, tmp_path_factory):
+    from harness.remote.connection import connect
+    from harness.remote.inventory import Host
+
+    folder = tmp_path_factory.mktemp("inject")
+    host = sshd.SshdHost.start(folder / "sshd", keys / "authorized_keys")
+    (folder / "known").write_text(host.known_hosts_line() + "\n")
+    target = Host(
+        "x", "127.0.0.1", user="root", port=host.port, identity_files=[str(keys / "user_key")]
+    )
+    client, _ = connect(target, [str(folder / "known")], False, 10)
+    yield client, folder
+    client.close()
+    host.stop()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.text(
+        alphabet=st.sampled_from(list("ab ;'\"$`\\|&*(){}<>!#-_.")), min_size=1, max_size=20
+    )
+)
+def test_names_with_shell_metacharacters_are_not_injected(one_connection, name):
+    from harness.remote import shell
+
+    client, folder = one_connection
+    target = folder / "paths" / name.replace("/", "_")
+    done = shell.run(
+        client,
+        shell.quote(["mkdir", "-p", str(target)]) + " && " + shell.quote(["printf", "%s", name]),
+        timeout=30,
+    )
+    assert done.exit_status == 0
+    assert done.stdout_tail == name
+    assert target.is_dir()
+    assert not Path("/tmp/pwned").exists()
