@@ -266,3 +266,42 @@ def test_names_with_shell_metacharacters_are_not_injected(one_connection, name):
     assert done.stdout_tail == name
     assert target.is_dir()
     assert not Path("/tmp/pwned").exists()
+
+
+def test_detached_training_monitor_and_fetch(cli, hosts, keys, work_dir, tmp_path):
+    (host,) = hosts(1)
+    fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
+    cache = os.environ["LORA_HARNESS_CACHE"]
+    common = [
+        "--hosts",
+        str(fleet),
+        "--known-hosts",
+        str(known),
+        "--system-site-packages",
+        "--remote-env",
+        f"LORA_HARNESS_CACHE={cache}",
+        "--out",
+        "home",
+    ]
+    started = cli("remote", "train", *common, "--", "--iters", "40", "--save-every", "20")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    followed = cli("remote", "monitor", *common, run_id)
+    assert followed.returncode == 0, followed.stderr
+    assert "[studio-0] step 40 loss" in followed.stderr
+    fetched = cli("remote", "fetch", *common, run_id)
+    assert fetched.returncode == 0, fetched.stderr
+    adapters = tmp_path / "home" / "studio-0" / run_id / "adapters"
+    assert (adapters / "adapters.safetensors").exists() and (
+        adapters / "0000020_adapters.safetensors"
+    ).exists()
+    assert len((adapters / "metrics.jsonl").read_text().splitlines()) == 40
+
+
+def test_scripts_keep_the_seed_arguments():
+    root = Path(__file__).resolve().parents[1] / "scripts"
+    for script in ("run_test_on_mac_studio.sh", "train_on_mac_studio.sh", "monitor_training.sh"):
+        import subprocess
+
+        done = subprocess.run(["bash", str(root / script)], capture_output=True, text=True)
+        assert done.returncode == 2 and "<host> <user>" in done.stderr

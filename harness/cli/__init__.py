@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         report_cmd,
         run_cmd,
         selftest_cmd,
+        train_cmd,
     )
 
     parser = argparse.ArgumentParser(
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         run_cmd,
         selftest_cmd,
+        train_cmd,
         bench_cmd,
         report_cmd,
         compare_cmd,

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from harness.errors import InputError
-from harness.remote import deploy, fleet, inventory
+from harness.remote import deploy, detached, fleet, inventory
+from harness.remote.connection import HostFailure
 from harness.remote.host_run import RemoteOptions
 from harness.run import new_run_id
 from reports import json_report, render
@@ -30,87 +31,144 @@ timeout, error).
 def register(commands) -> None:
     remote = commands.add_parser("remote", help="run the harness on remote hosts over SSH")
     actions = remote.add_subparsers(dest="remote_action", metavar="ACTION", required=True)
-    parser = actions.add_parser(
+    run = actions.add_parser(
         "run",
         help="deploy, run and collect on one host or a fleet",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    _connection_args(run)
+    run.add_argument(
+        "--retry-failed",
+        type=Path,
+        metavar="SUMMARY.json",
+        help="rerun only hosts that did not pass",
+    )
+    run.add_argument("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    run.add_argument(
+        "--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only"
+    )
+    run.add_argument(
+        "run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness run"
+    )
+    run.set_defaults(handler=handle_run)
+    train = actions.add_parser(
+        "train", help="start `lora-harness train` detached on the hosts (survives disconnecting)"
+    )
+    _connection_args(train)
+    train.add_argument(
+        "run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness train"
+    )
+    train.set_defaults(handler=handle_train, retry_failed=None)
+    for name, handler, what in (
+        ("monitor", handle_monitor, "follow a detached training run's progress live"),
+        ("fetch", handle_fetch, "bring a detached training run's folder home"),
+    ):
+        action = actions.add_parser(name, help=what)
+        _connection_args(action)
+        action.add_argument("run_id", help="the run id printed by remote train")
+        action.set_defaults(handler=handler, retry_failed=None, run_args=[])
+
+
+def _connection_args(parser) -> None:
+    """Host selection, SSH and deploy options shared by every remote action."""
+    add = parser.add_argument
+    add(
         "--host",
         action="append",
         default=[],
         metavar="USER@HOST[:PORT]",
         help="a host (repeatable)",
     )
-    parser.add_argument(
-        "--hosts",
-        type=Path,
-        metavar="FLEET.toml",
-        help="fleet inventory (format in harness/remote/inventory.py)",
-    )
-    parser.add_argument(
-        "--retry-failed",
-        type=Path,
-        metavar="SUMMARY.json",
-        help="rerun only hosts that did not pass",
-    )
-    parser.add_argument("--parallel", type=int, default=4, help="hosts at once (default 4)")
-    parser.add_argument(
+    add("--hosts", type=Path, metavar="FLEET.toml", help="fleet inventory (format in the README)")
+    add(
         "--out",
         type=Path,
         default=Path("lora-harness-remote"),
-        help="OUT/<run-id>/<host>/... (default ./lora-harness-remote)",
+        help="local results folder (default ./lora-harness-remote)",
     )
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only"
-    )
-    parser.add_argument(
-        "--known-hosts", action="append", default=[], metavar="FILE", help="extra known_hosts file"
-    )
-    parser.add_argument(
+    add("--known-hosts", action="append", default=[], metavar="FILE", help="extra known_hosts file")
+    add(
         "--trust-new-hosts",
         action="store_true",
         help="accept unknown host keys (logged); changed keys still fail",
     )
-    parser.add_argument("--ssh-config", type=Path, help="ssh config file (default ~/.ssh/config)")
-    parser.add_argument(
+    add("--ssh-config", type=Path, help="ssh config file (default ~/.ssh/config)")
+    add(
         "--remote-python",
         help="interpreter the host's venv is made from (default: inventory or python3)",
     )
-    parser.add_argument(
+    add(
         "--system-site-packages",
         action="store_true",
         help="let the venv see packages the host already has",
     )
-    parser.add_argument(
+    add(
         "--work-dir",
         help="folder on the hosts for wheels, venvs and runs (default ~/.lora-harness)",
     )
-    parser.add_argument(
+    add(
         "--wheelhouse",
         type=Path,
         help="folder of wheels to upload and install from (offline hosts)",
     )
-    parser.add_argument(
+    add(
         "--remote-env",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="environment for the remote run",
+        help="environment for the remote process",
     )
     for phase, default in (("connect", 20), ("deploy", 1800), ("run", 7200), ("collect", 600)):
-        parser.add_argument(
+        add(
             f"--{phase}-timeout",
             type=float,
             default=default,
             metavar="S",
             help=f"{phase} deadline in seconds (default {default})",
         )
-    parser.add_argument(
-        "run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness run"
-    )
-    parser.set_defaults(handler=handle_run)
+    parser.set_defaults(json=None)
+
+
+def _infrastructure(action):
+    """Map a host that cannot be reached or used to a one-line message and exit code 4."""
+
+    def wrapped(args) -> int:
+        try:
+            return action(args)
+        except HostFailure as failure:
+            print(f"lora-harness: {failure.status}: {failure}", file=sys.stderr)
+            return 4
+
+    return wrapped
+
+
+@_infrastructure
+def handle_train(args) -> int:
+    hosts, run_id = _hosts(args), new_run_id()
+    options = _options(args, args.out.resolve())
+    build = deploy.build_wheel(args.wheelhouse)
+    for host in hosts:
+        run_dir = detached.start(host, build, options, run_id, options.run_args)
+        print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
+    print(run_id)
+    print(f"follow it with: lora-harness remote monitor ... {run_id}", file=sys.stderr)
+    return 0
+
+
+@_infrastructure
+def handle_monitor(args) -> int:
+    options = _options(args, args.out.resolve())
+    finished = [detached.monitor(host, options, args.run_id) for host in _hosts(args)]
+    return 0 if all(finished) else 1
+
+
+@_infrastructure
+def handle_fetch(args) -> int:
+    options = _options(args, args.out.resolve())
+    for host in _hosts(args):
+        print(f"[{host.name}] fetched into {detached.fetch(host, options, args.run_id)}")
+    return 0
 
 
 def _hosts(args) -> list[inventory.Host]:

@@ -1,0 +1,107 @@
+"""Fleet scaling and redeploy cost on loopback sshd hosts (real OpenSSH, not mocks).
+
+Run: python -m pytest benchmarks/test_remote_fleet.py --benchmark-only -s
+Figures (ratios, same run): wall(8 hosts) / wall(1 host), goal <= 1.5; bytes uploaded by a
+second unchanged deploy / the first, goal <= 1%.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.remote import deploy, fleet
+from harness.remote.host_run import RemoteOptions
+from harness.remote.inventory import Host
+from harness.run import new_run_id
+from tests import sshd
+
+pytestmark = pytest.mark.skipif(not sshd.available(), reason="needs OpenSSH sshd and root")
+RUN_ARGS = ["--model", "shape:qwen2.5-0.5b", "--suite", "structure", "-q"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fleet-bench")
+    (folder / "authorized_keys").write_text(sshd.keygen(folder / "user_key") + "\n")
+    hosts = [
+        sshd.SshdHost.start(folder / f"sshd-{i}", folder / "authorized_keys") for i in range(8)
+    ]
+    (folder / "known").write_text("".join(h.known_hosts_line() + "\n" for h in hosts))
+    yield folder, hosts
+    for host in hosts:
+        host.stop()
+
+
+def _inventory(folder: Path, hosts, work: str) -> list[Host]:
+    return [
+        Host(
+            f"h{i}",
+            "127.0.0.1",
+            user="root",
+            port=h.port,
+            identity_files=[str(folder / "user_key")],
+            python=sys.executable,
+            work_dir=str(folder / f"{work}-{i}"),
+        )
+        for i, h in enumerate(hosts)
+    ]
+
+
+def _run(folder, inventory, build, parallel):
+    options = RemoteOptions(
+        run_args=RUN_ARGS,
+        out=folder / "out",
+        known_hosts=[str(folder / "known")],
+        system_site_packages=True,
+        echo=False,
+        remote_env={"LORA_HARNESS_CACHE": os.environ.get("LORA_HARNESS_CACHE", "")},
+    )
+    tic = time.perf_counter()
+    results = fleet.run_fleet(inventory, build, options, parallel, new_run_id())
+    assert all(r.status == "passed" for r in results), [r.message for r in results]
+    return time.perf_counter() - tic, results
+
+
+def test_eight_hosts_vs_one(benchmark, setup):
+    folder, hosts = setup
+    build = deploy.build_wheel()
+    inventory = _inventory(folder, hosts, "work")
+    _run(folder, inventory, build, 8)  # warm: every host has its venv
+    one = [_run(folder, inventory[:1], build, 1) for _ in range(3)]
+    eight = [_run(folder, inventory, build, 8) for _ in range(3)]
+    ratio = min(w for w, _ in eight) / min(w for w, _ in one)
+    # Every "host" here shares this machine's cores, so the remote runs themselves contend
+    # for CPU; the controller's own work (connect, deploy checks, collect) is measured apart.
+    controller = min(_controller_s(r) for _, r in eight) / min(_controller_s(r) for _, r in one)
+    benchmark.extra_info.update(
+        one_host_s=[w for w, _ in one],
+        eight_hosts_s=[w for w, _ in eight],
+        ratio=ratio,
+        controller_ratio=controller,
+        goal="<= 1.5",
+    )
+    benchmark.pedantic(lambda: None, rounds=1)
+    print(f"\n8 hosts / 1 host wall: {ratio:.2f}; controller phases only: {controller:.2f}")
+
+
+def _controller_s(results) -> float:
+    """The slowest host's connect + deploy + collect time (everything but the remote run)."""
+    return max(sum(v for k, v in r.phase_durations.items() if k != "run") for r in results)
+
+
+def test_second_deploy_bytes(benchmark, setup):
+    folder, hosts = setup
+    build = deploy.build_wheel()
+    inventory = _inventory(folder, hosts[:1], f"fresh-{threading.get_ident()}")
+    first = _run(folder, inventory, build, 1)[1][0].deploy.get("bytes_uploaded", 0)
+    second = _run(folder, inventory, build, 1)[1][0].deploy.get("bytes_uploaded", 0)
+    ratio = second / first
+    benchmark.extra_info.update(first_bytes=first, second_bytes=second, ratio=ratio, goal="<= 0.01")
+    benchmark.pedantic(lambda: None, rounds=1)
+    print(f"\nsecond deploy / first deploy bytes: {second} / {first} = {ratio:.4f}")
