@@ -15,6 +15,7 @@ from mlx.utils import tree_flatten
 
 from harness import baselines, data, expectations, fingerprint, generation, trainer
 from harness import recipe as recipes
+from harness.adapters import AdapterMixin
 from harness.generation import GenerationSettings
 from harness.lora_config import LoRAConfig
 from harness.sources import ModelSource
@@ -98,7 +99,7 @@ class GenerationMixin:
         return baselines.lookup(path, self.baseline_key()) if path else None
 
 
-class RunContext(GenerationMixin):
+class RunContext(GenerationMixin, AdapterMixin):
     def __init__(
         self,
         source: ModelSource,
@@ -182,6 +183,11 @@ class RunContext(GenerationMixin):
 
     @cached_property
     def init_logits(self):
+        return recipes.probe_logits(self.lora_model, self.probe_batch[0])
+
+    @cached_property
+    def trained_logits(self):
+        self.training  # noqa: B018
         return recipes.probe_logits(self.lora_model, self.probe_batch[0])
 
     def trainable_keys(self) -> set[str]:

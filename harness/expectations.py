@@ -74,6 +74,17 @@ class Expectations:
             for leaf in leaves
         }
 
+    def adapter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every tensor the adapter file must hold."""
+        shapes = {}
+        for p in self.projections:
+            stem = f"{self.layers_prefix}{p.block}.{p.key}"
+            shapes[f"{stem}.lora_a"] = (p.in_dims, self.rank)
+            shapes[f"{stem}.lora_b"] = (self.rank, p.out_dims)
+            if self.use_dora:
+                shapes[f"{stem}.m"] = (p.out_dims,)
+        return shapes
+
     def to_dict(self) -> dict:
         values = {name: self.value(name) for name in self.derived()}
         values.update(self.pinned)

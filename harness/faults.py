@@ -138,6 +138,27 @@ def _negated_loss(model, batch, lengths):
     return -loss, tokens
 
 
+def _fuse_dropping_delta(model) -> None:
+    # A fuse that keeps the wrapped base layer and forgets lora_a @ lora_b.
+    from mlx.utils import tree_unflatten
+
+    kept = [
+        (name, module.linear) for name, module in model.named_modules() if hasattr(module, "fuse")
+    ]
+    model.update_modules(tree_unflatten(kept))
+
+
+def _save_untrained_adapter(model, lora, folder):
+    # The file is written from the initial weights (lora_b still zero): loads fine, does nothing.
+    from harness.adapters import adapter_weights, save_adapter
+
+    weights = {
+        k: mx.zeros_like(v) if k.endswith("lora_b") else v
+        for k, v in adapter_weights(model).items()
+    }
+    return save_adapter(model, lora, folder, weights=weights)
+
+
 def _fault(name, description, expected, **steps) -> Fault:
     overrides = steps.pop("lora_overrides", {})
     recipe = dataclasses.replace(CORRECT, name=name, **steps)
@@ -250,6 +271,18 @@ FAULTS = {
             "the loss is negated: training pushes away from the data and the voice is lost",
             ["loss_finite_and_decreasing", "voice_score_baseline"],
             loss=_negated_loss,
+        ),
+        _fault(
+            "fuse_drops_delta",
+            "the fuse keeps the base layer and drops lora_a @ lora_b (mlx-lm #1172's symptom)",
+            ["fuse_equivalence"],
+            fuse=_fuse_dropping_delta,
+        ),
+        _fault(
+            "adapter_saved_not_applied",
+            "the adapter file holds untrained weights: it loads without error and changes nothing",
+            ["adapter_roundtrip", "adapter_applied"],
+            save=_save_untrained_adapter,
         ),
     ]
 }

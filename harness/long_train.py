@@ -13,6 +13,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from harness import data, trainer
+from harness.adapters import adapter_weights, save_adapter
 from harness.run import Settings
 from harness.sources import resolve
 
@@ -44,7 +45,7 @@ def train_to_folder(settings: Settings, folder: Path, save_every: int, on_step=N
             metrics_file.write(json.dumps(metrics) + "\n")
             metrics_file.flush()
             if save_every and metrics["iteration"] % save_every == 0:
-                weights = trainer.adapter_weights(model)
+                weights = adapter_weights(model)
                 mx.save_safetensors(
                     str(folder / f"{metrics['iteration']:07d}_adapters.safetensors"), weights
                 )
@@ -52,5 +53,5 @@ def train_to_folder(settings: Settings, folder: Path, save_every: int, on_step=N
                 on_step(metrics)
 
         history = trainer.train(model, optimizer, batches, callbacks=[record])
-    trainer.save_adapter(model, lora, folder, extra={"model": source.spec})
+    save_adapter(model, lora, folder, extra={"model": source.spec})
     return {"steps": len(history), "last_loss": history[-1]["loss"] if history else None}

@@ -62,7 +62,19 @@ class Recipe:
     count_trainable: Callable = count_trainable_arrays
     loss: Callable = default_loss
     tokenize: Callable = tokenized_dataset
+    fuse: Callable = None  # set below: mlx-lm's fuse path
+    save: Callable = None  # set below: adapters.save_adapter (mlx-lm's adapter format)
     name: str = "correct"
+
+    def __post_init__(self):
+        if self.fuse is None:
+            from harness.adapters import fuse_with_mlx_lm
+
+            object.__setattr__(self, "fuse", fuse_with_mlx_lm)
+        if self.save is None:
+            from harness.adapters import save_adapter
+
+            object.__setattr__(self, "save", save_adapter)
 
 
 CORRECT = Recipe()

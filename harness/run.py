@@ -161,7 +161,7 @@ def _now() -> str:
 
 def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
     """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path."""
-    from harness.trainer import save_adapter
+    from harness.adapters import save_adapter
 
     folder = Path(out_dir) / report["run"]["id"]
     if ctx.trained:

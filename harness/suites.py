@@ -24,6 +24,10 @@ GATE = STRUCTURE + [
     "training_examples_terminated",
     "no_endoftext_spam",
     "voice_score_baseline",
+    "adapter_roundtrip",
+    "adapter_file_exact",
+    "adapter_applied",
+    "fuse_equivalence",
 ]
 
 SUITES: dict[str, dict] = {

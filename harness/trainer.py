@@ -7,17 +7,14 @@ the progress bar and the report use).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
-from pathlib import Path
 from typing import Protocol
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten
 
 from harness.lora_config import LoRAConfig
 from harness.recipe import CORRECT, Recipe
@@ -91,28 +88,3 @@ def _step_metrics(iteration: int, loss_value, loss_tokens, seconds: float) -> di
         "active_memory_gb": mx.get_active_memory() / 1e9,
         "cache_memory_gb": mx.get_cache_memory() / 1e9,
     }
-
-
-def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
-    """What mlx-lm saves: every trainable array under its flattened name."""
-    return dict(tree_flatten(model.trainable_parameters()))
-
-
-def save_adapter(
-    model: nn.Module, lora: LoRAConfig, folder: Path, extra: dict | None = None
-) -> Path:
-    """Write mlx-lm's adapter format: adapter_config.json + adapters.safetensors."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "fine_tune_type": lora.fine_tune_type,
-        "num_layers": lora.num_layers,
-        "lora_parameters": lora.lora_parameters(),
-        "batch_size": lora.batch_size,
-        "iters": lora.iters,
-        "learning_rate": lora.learning_rate,
-        "seed": lora.seed,
-        **(extra or {}),
-    }
-    (folder / "adapter_config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
-    mx.save_safetensors(str(folder / "adapters.safetensors"), adapter_weights(model))
-    return folder

@@ -24,6 +24,10 @@ CAUGHT_BY = {
         "gradient_tree_matches_trainable",
         "optimizer_state_matches_trainable",
         "frozen_base_unchanged",
+        "adapter_roundtrip",
+        "adapter_file_exact",
+        "adapter_applied",
+        "fuse_equivalence",
     },
     "hand_built_lora_after_freeze": {
         "trainable_array_count",
@@ -32,6 +36,10 @@ CAUGHT_BY = {
         "gradient_tree_matches_trainable",
         "optimizer_state_matches_trainable",
         "frozen_base_unchanged",
+        "adapter_roundtrip",
+        "adapter_file_exact",
+        "adapter_applied",
+        "fuse_equivalence",
     },
     "legacy_qv_keys": {
         "lora_layer_count",
@@ -40,6 +48,7 @@ CAUGHT_BY = {
         "trainable_keys_exact",
         "gradient_tree_matches_trainable",
         "optimizer_state_matches_trainable",
+        "adapter_file_exact",
     },
     "partial_num_layers": {
         "lora_layer_count",
@@ -48,15 +57,23 @@ CAUGHT_BY = {
         "trainable_keys_exact",
         "gradient_tree_matches_trainable",
         "optimizer_state_matches_trainable",
+        "adapter_file_exact",
     },
-    "nonzero_lora_b_init": {"identity_at_init"},
-    "optimizer_init_all_parameters": {"optimizer_state_matches_trainable"},
+    "nonzero_lora_b_init": {
+        "identity_at_init",
+    },
+    "optimizer_init_all_parameters": {
+        "optimizer_state_matches_trainable",
+    },
     "mx_value_and_grad": {
         "gradient_tree_matches_trainable",
         "optimizer_state_matches_trainable",
         "frozen_base_unchanged",
+        "adapter_roundtrip",
     },
-    "count_without_tree_flatten": {"trainable_array_count"},
+    "count_without_tree_flatten": {
+        "trainable_array_count",
+    },
     "lora_a_frozen": {
         "trainable_array_count",
         "trainable_parameter_count",
@@ -64,15 +81,27 @@ CAUGHT_BY = {
         "gradient_tree_matches_trainable",
         "optimizer_state_matches_trainable",
         "adapters_changed",
+        "adapter_roundtrip",
+        "adapter_file_exact",
+        "fuse_equivalence",
     },
     "zero_loss_tokens": {
         "adapters_changed",
         "loss_finite_and_decreasing",
         "no_endoftext_spam",
         "voice_score_baseline",
+        "adapter_roundtrip",
+        "adapter_applied",
     },
-    "huge_scale": {"adapters_changed", "loss_finite_and_decreasing"},
-    "data_without_terminator": {"training_examples_terminated"},
+    "huge_scale": {
+        "adapters_changed",
+        "loss_finite_and_decreasing",
+        "adapter_applied",
+        "fuse_equivalence",
+    },
+    "data_without_terminator": {
+        "training_examples_terminated",
+    },
     "destructive_full_model_lr": {
         "trainable_array_count",
         "trainable_parameter_count",
@@ -83,11 +112,23 @@ CAUGHT_BY = {
         "loss_finite_and_decreasing",
         "no_endoftext_spam",
         "voice_score_baseline",
+        "adapter_roundtrip",
+        "adapter_file_exact",
+        "adapter_applied",
+        "fuse_equivalence",
     },
     "loss_sign_flipped": {
         "loss_finite_and_decreasing",
         "no_endoftext_spam",
         "voice_score_baseline",
+    },
+    "fuse_drops_delta": {
+        "fuse_equivalence",
+    },
+    "adapter_saved_not_applied": {
+        "adapter_roundtrip",
+        "adapter_applied",
+        "fuse_equivalence",
     },
 }
 

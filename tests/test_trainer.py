@@ -8,10 +8,10 @@ import mlx.core as mx
 import mlx_lm
 import pytest
 
+from harness.adapters import save_adapter
 from harness.context import RunContext
 from harness.lora_config import LoRAConfig
 from harness.recipe import probe_logits
-from harness.trainer import save_adapter
 
 
 @pytest.mark.parametrize("fine_tune_type", ["lora", "dora"])

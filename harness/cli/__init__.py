@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.cli import (
         bench_cmd,
         compare_cmd,
+        doctor_cmd,
         fixture_cmd,
         list_cmd,
         remote_cmd,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         bench_cmd,
         report_cmd,
         compare_cmd,
+        doctor_cmd,
         list_cmd,
         remote_cmd,
         fixture_cmd,

@@ -1,0 +1,49 @@
+"""The saved adapter, loaded back through mlx_lm.load, reproduces the trained model exactly."""
+
+import mlx.core as mx
+
+from harness.adapters import rejected_message, rejection_guard
+from harness.checking import Check, Measurement, SkipCheck, register
+
+
+@register
+class AdapterRoundtrip(Check):
+    name = "adapter_roundtrip"
+    summary = "save -> mlx_lm.load(model, adapter_path=...) gives the in-memory LoRA model's logits"
+    symptom = (
+        "The adapter you ship is not the one you trained: tensors saved under the wrong names, "
+        "a config that rebuilds different layers, or weights silently skipped on load."
+    )
+    remedy = (
+        "Save dict(tree_flatten(model.trainable_parameters())) to adapters.safetensors and write "
+        "adapter_config.json with the fine_tune_type, num_layers and lora_parameters used."
+    )
+    requires = ("weights",)
+    relative_tolerance = 1e-5
+
+    @rejection_guard
+    def measure(self, ctx) -> Measurement:
+        if ctx.adapter_path is not None:
+            raise SkipCheck("doctor: there is no in-memory trained model to compare with")
+        trained = ctx.trained_logits
+        loaded = ctx.loaded_adapter_logits
+        difference = mx.max(mx.abs(trained - loaded)).item()
+        scale = max(mx.max(mx.abs(trained)).item(), 1e-12)
+        return Measurement(
+            difference / scale,
+            0.0,
+            {"max_abs_difference": difference, "adapter_path": str(ctx.adapter_dir)},
+        )
+
+    def judge(self, measurement: Measurement) -> tuple[str, str]:
+        if rejected := rejected_message(measurement):
+            return "fail", rejected
+        if measurement.observed <= self.relative_tolerance:
+            return (
+                "pass",
+                f"reloaded adapter matches (max relative difference {measurement.observed:.1e})",
+            )
+        return (
+            "fail",
+            f"reloaded adapter differs from the trained model: max relative difference {measurement.observed:.3g}",
+        )

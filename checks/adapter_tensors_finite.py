@@ -1,0 +1,28 @@
+"""Every tensor in the adapter file is finite."""
+
+import mlx.core as mx
+
+from harness.checking import Check, Measurement, register
+
+
+@register
+class AdapterTensorsFinite(Check):
+    name = "adapter_tensors_finite"
+    summary = "no NaN or Inf in any adapter tensor"
+    symptom = "An adapter saved after the loss went NaN: every generation through it is garbage."
+    remedy = "Retrain from the last finite checkpoint with a lower --learning-rate or --scale."
+    requires = ("weights",)
+
+    def measure(self, ctx) -> Measurement:
+        bad = sorted(n for n, t in ctx.adapter_tensors.items() if not mx.all(mx.isfinite(t)).item())
+        return Measurement(
+            len(bad), 0, {"non_finite": bad[:5], "tensors": len(ctx.adapter_tensors)}
+        )
+
+    def judge(self, measurement: Measurement) -> tuple[str, str]:
+        if measurement.observed == 0:
+            return "pass", f"all {measurement.evidence['tensors']} tensors finite"
+        return (
+            "fail",
+            f"{measurement.observed} tensors hold NaN/Inf, e.g. {measurement.evidence['non_finite'][0]}",
+        )

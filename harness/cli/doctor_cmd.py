@@ -1,0 +1,82 @@
+"""`lora-harness doctor --model M --adapter-path A`: check an adapter trained elsewhere."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness import expectations, options, progress
+from harness.cli.run_cmd import exit_code
+from harness.doctor import DOCTOR_CHECKS, DoctorContext
+from harness.errors import InputError
+from harness.run import Settings, execute
+from harness.sources import resolve
+from reports import json_report, render
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "doctor",
+        help="check an adapter folder written by mlx_lm.lora or this harness",
+        description=(
+            "Reads adapter_config.json and adapters.safetensors, rebuilds the LoRA model as the "
+            "config says and runs every check that applies to an already-trained adapter: "
+            + ", ".join(DOCTOR_CHECKS)
+            + "."
+        ),
+    )
+    options.add_to_argparse(
+        parser, options.MODEL_OPTIONS + options.EXPECT_OPTIONS + options.GENERATION_OPTIONS
+    )
+    parser.add_argument("--adapter-path", type=Path, required=True, help="the adapter folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("lora-harness-out"),
+        help="folder for OUT/<run-id>/report.json",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the report to PATH, or - for stdout only"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    source = resolve(args.model)
+    if not source.has_weights:
+        raise InputError(
+            f"{source.spec} is shape-only; the doctor runs the adapter, so use a model with weights"
+        )
+    values = vars(args)
+    ctx = DoctorContext(
+        source,
+        args.adapter_path,
+        pins=expectations.parse_pins(values.get("expect") or []),
+        data_dir=args.data,
+        generation_settings=options.generation_settings_from(values),
+    )
+    ctx.expectations, ctx.adapter_tensors, ctx.probe_batch  # noqa: B018  (bad input fails now)
+    settings = Settings(
+        model=args.model,
+        lora=ctx.lora,
+        pins=ctx.pins,
+        suite="doctor",
+        check_names=DOCTOR_CHECKS,
+        data_dir=args.data,
+        generation=ctx.generation_settings,
+    )
+    show = progress.Progress(0, enabled=not args.quiet)
+    show.note(f"lora-harness doctor: {args.adapter_path} on {source.spec}")
+    report = execute(settings, ctx, on_result=show.on_result)
+    report["artifacts"]["adapter_path"] = str(args.adapter_path)
+    text = json_report.dumps(report)
+    path = json_report.write_atomic(args.out / report["run"]["id"] / "report.json", text)
+    render.write_beside(path, report)
+    if args.json == "-":
+        sys.stdout.write(text)
+    elif args.json:
+        json_report.write_atomic(Path(args.json), text)
+    show.note(progress.summary_line(report["summary"]))
+    show.note(f"report: {path} (+ report.html, junit.xml)")
+    return exit_code(report["summary"])
