@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -148,3 +149,17 @@ class AdapterMixin:
         model = self._load_with_adapter()
         self.recipe.fuse(model)
         return recipes.probe_logits(model, self.probe_batch[0])
+
+
+@contextmanager
+def adapter_disabled(model):
+    """The base model's behaviour without a second copy: LoRA scale 0 (exact for LoRA)."""
+    modules = [m for _, m in model.named_modules() if hasattr(m, "lora_b") and hasattr(m, "scale")]
+    scales = [m.scale for m in modules]
+    for module in modules:
+        module.scale = 0.0
+    try:
+        yield model
+    finally:
+        for module, scale in zip(modules, scales, strict=True):
+            module.scale = scale

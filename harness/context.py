@@ -16,6 +16,7 @@ from mlx.utils import tree_flatten
 from harness import baselines, data, expectations, fingerprint, generation, trainer
 from harness import recipe as recipes
 from harness.adapters import AdapterMixin
+from harness.dpo_context import DPOMixin
 from harness.generation import GenerationSettings
 from harness.lora_config import LoRAConfig
 from harness.sources import ModelSource
@@ -33,6 +34,7 @@ class TrainingOutcome:
     adapter_before: dict
     adapter_after: dict
     optimizer: object = field(repr=False, default=None)
+    extra: dict = field(default_factory=dict)  # trainer-specific evidence (e.g. DPO reference)
 
 
 class GenerationMixin:
@@ -99,7 +101,7 @@ class GenerationMixin:
         return baselines.lookup(path, self.baseline_key()) if path else None
 
 
-class RunContext(GenerationMixin, AdapterMixin):
+class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
     def __init__(
         self,
         source: ModelSource,
@@ -109,6 +111,7 @@ class RunContext(GenerationMixin, AdapterMixin):
         data_dir: str | None = None,
         step_callbacks=(),
         generation_settings: GenerationSettings | None = None,
+        trainer_kind: str = "sft",
     ):
         self.source = source
         self.lora = lora
@@ -117,6 +120,7 @@ class RunContext(GenerationMixin, AdapterMixin):
         self.data_dir = data_dir
         self.step_callbacks = list(step_callbacks)
         self.generation_settings = generation_settings or GenerationSettings()
+        self.trainer_kind = trainer_kind
         # Context properties that must be built before training moves the adapters.
         self.before_training: set[str] = set()
         self._training: TrainingOutcome | Exception | None = None
@@ -125,11 +129,15 @@ class RunContext(GenerationMixin, AdapterMixin):
     def offers(self, capability: str) -> bool:
         if capability == "weights":
             return self.source.has_weights
+        if capability == "dpo":
+            return self.trainer_kind == "dpo"
         return True
 
     def why_not(self, capability: str) -> str:
         if capability == "weights":
             return f"{self.source.spec} is shape-only: weights are never materialised"
+        if capability == "dpo":
+            return "a DPO check: run with --trainer dpo"
         return f"this run does not offer {capability}"
 
     # -- model and expectations ------------------------------------------------------
@@ -151,7 +159,8 @@ class RunContext(GenerationMixin, AdapterMixin):
 
     @cached_property
     def training_rows(self) -> list[dict]:
-        return data.load_rows(self.data_dir)
+        # Under DPO, --data holds preference pairs; logit probes use the built-in corpus.
+        return data.load_rows(None if self.trainer_kind == "dpo" else self.data_dir)
 
     @cached_property
     def training_dataset(self):
@@ -199,7 +208,7 @@ class RunContext(GenerationMixin, AdapterMixin):
         """The short training run, done once; a failure is kept and re-raised, never retried."""
         if self._training is None:
             try:
-                self._training = self._train()
+                self._training = self._train_dpo() if self.trainer_kind == "dpo" else self._train()
             except Exception as error:
                 self._training = error
         if isinstance(self._training, Exception):
@@ -217,7 +226,7 @@ class RunContext(GenerationMixin, AdapterMixin):
             fingerprint.fingerprint(base),
         )
         tokens, lengths = self.probe_batch
-        gradient_keys = self._gradient_keys(model, tokens, lengths)
+        gradient_keys = self._gradient_keys(model, self.recipe.loss, tokens, lengths)
         optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
         batches = [self.probe_batch] * self.lora.iters
         metrics = trainer.train(
@@ -235,13 +244,13 @@ class RunContext(GenerationMixin, AdapterMixin):
             optimizer=optimizer,
         )
 
-    def _gradient_keys(self, model, tokens, lengths) -> set[str]:
+    def _gradient_keys(self, model, loss, *batch) -> set[str]:
         """Names in the gradient tree of the recipe's step, leaving the model as it was."""
         # value_and_grad implementations swap traced arrays into the model; put the
         # originals back so the probe cannot change what the training run starts from.
         originals = model.parameters()
-        loss_and_grad = self.recipe.value_and_grad(model, self.recipe.loss)
-        _, grads = loss_and_grad(model, tokens, lengths)
+        loss_and_grad = self.recipe.value_and_grad(model, loss)
+        _, grads = loss_and_grad(model, *batch)
         keys = {name for name, _ in tree_flatten(grads)}
         model.update(originals)
         return keys

@@ -7,11 +7,11 @@ does not fit is reported by adapter_file_exact rather than crashing the run.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
 from harness import adapters, generation, trainer
+from harness.adapters import adapter_disabled
 from harness.checking import SkipCheck
 from harness.context import RunContext
 from harness.errors import InputError
@@ -86,17 +86,3 @@ class DoctorContext(RunContext):
     def init_generations(self) -> list[generation.Generation]:
         with adapter_disabled(self.lora_model):
             return self.generate()
-
-
-@contextmanager
-def adapter_disabled(model):
-    """The base model's behaviour without a second copy: LoRA scale 0 (exact for LoRA)."""
-    modules = [m for _, m in model.named_modules() if hasattr(m, "lora_b") and hasattr(m, "scale")]
-    scales = [m.scale for m in modules]
-    for module in modules:
-        module.scale = 0.0
-    try:
-        yield model
-    finally:
-        for module, scale in zip(modules, scales, strict=True):
-            module.scale = scale

@@ -286,3 +286,30 @@ FAULTS = {
         ),
     ]
 }
+
+
+def _negated_preference_loss(model, tokens, spans, reference):
+    from harness.dpo import dpo_loss
+
+    loss, count = dpo_loss(model, tokens, spans, reference)
+    return -loss, count
+
+
+# Faults of the DPO trainer (run with trainer_kind="dpo").
+DPO_FAULTS = {
+    f.name: f
+    for f in [
+        _fault(
+            "dpo_reference_trained",
+            "the base is trainable, so the 'reference' (base, adapter disabled) moves with the policy",
+            ["reference_unchanged", "frozen_base_unchanged"],
+            unfreeze=_unfreeze_everything,
+        ),
+        _fault(
+            "dpo_loss_sign_flipped",
+            "the DPO loss is negated: training prefers the rejected answers",
+            ["preference_margin_increases"],
+            preference_loss=_negated_preference_loss,
+        ),
+    ]
+}

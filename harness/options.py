@@ -40,6 +40,11 @@ MODEL_OPTIONS = [
     Option(
         "data", "folder with train.jsonl in mlx-lm format (default: built-in corpus)", metavar="DIR"
     ),
+    Option(
+        "trainer",
+        "sft (default), or dpo: train.jsonl rows {prompt, chosen, rejected}; suite dpo",
+        choices=("sft", "dpo"),
+    ),
 ]
 
 LORA_OPTIONS = [

@@ -64,6 +64,7 @@ class Recipe:
     tokenize: Callable = tokenized_dataset
     fuse: Callable = None  # set below: mlx-lm's fuse path
     save: Callable = None  # set below: adapters.save_adapter (mlx-lm's adapter format)
+    preference_loss: Callable = None  # set below: the sigmoid DPO loss
     name: str = "correct"
 
     def __post_init__(self):
@@ -71,6 +72,10 @@ class Recipe:
             from harness.adapters import fuse_with_mlx_lm
 
             object.__setattr__(self, "fuse", fuse_with_mlx_lm)
+        if self.preference_loss is None:
+            from harness.dpo import dpo_loss
+
+            object.__setattr__(self, "preference_loss", dpo_loss)
         if self.save is None:
             from harness.adapters import save_adapter
 

@@ -31,6 +31,7 @@ class Settings:
     data_dir: str | None = None
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     recipe: Recipe = CORRECT
+    trainer: str = "sft"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -40,11 +41,18 @@ def settings_from(values: dict) -> Settings:
         model=values.get("model"),
         lora=options.lora_config_from(values),
         pins=expectations.parse_pins(values.get("expect") or []),
-        suite=values.get("suite"),
-        check_names=suites.select(values.get("suite"), values.get("check")),
+        suite=_suite(values),
+        check_names=suites.select(_suite(values), values.get("check")),
+        trainer=values.get("trainer") or "sft",
         data_dir=values.get("data"),
         generation=options.generation_settings_from(values),
     )
+
+
+def _suite(values: dict) -> str | None:
+    if values.get("suite") is None and values.get("trainer") == "dpo" and not values.get("check"):
+        return "dpo"
+    return values.get("suite")
 
 
 def prepare(settings: Settings, step_callbacks=()) -> RunContext:
@@ -58,11 +66,16 @@ def prepare(settings: Settings, step_callbacks=()) -> RunContext:
         data_dir=settings.data_dir,
         step_callbacks=step_callbacks,
         generation_settings=settings.generation,
+        trainer_kind=settings.trainer,
     )
     ctx.expectations  # noqa: B018  (raises InputError for keys matching nothing, etc.)
     if source.has_weights:
         ctx.probe_batch  # noqa: B018  (raises InputError for unusable data)
         ctx.prompts, ctx.references, ctx.scorer  # noqa: B018  (bad paths fail now)
+        if settings.trainer == "dpo":
+            from harness.dpo import encode_pairs
+
+            encode_pairs(ctx.dpo_rows, ctx.tokenizer)
         ctx.saved_baseline()
     return ctx
 

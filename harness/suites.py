@@ -30,9 +30,19 @@ GATE = STRUCTURE + [
     "fuse_equivalence",
 ]
 
+DPO = STRUCTURE + [
+    "gradient_tree_matches_trainable",
+    "optimizer_state_matches_trainable",
+    "frozen_base_unchanged",
+    "adapters_changed",
+    "reference_unchanged",
+    "preference_margin_increases",
+]
+
 SUITES: dict[str, dict] = {
     "structure": {"checks": STRUCTURE, "summary": "counts and names only; no weights needed"},
     "gate": {"checks": GATE, "summary": "the whole pipeline on a short training run (default)"},
+    "dpo": {"checks": DPO, "summary": "the DPO trainer (use with --trainer dpo)"},
 }
 
 DEFAULT_SUITE = "gate"

@@ -1,0 +1,62 @@
+"""The run context's DPO training run: what the DPO checks read afterwards."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import mlx.core as mx
+
+from harness import data, dpo, fingerprint, trainer
+from harness import recipe as recipes
+
+
+class DPOMixin:
+    @cached_property
+    def dpo_rows(self) -> list[dict]:
+        return data.load_rows(self.data_dir) if self.data_dir else dpo.default_pairs()
+
+    def _train_dpo(self):
+        from harness.context import TrainingOutcome, optimizer_state_keys
+
+        model = self.lora_model
+        tokens, spans = dpo.encode_pairs(self.dpo_rows, self.tokenizer)
+        adapter, base = recipes.split_adapter_and_base(model)
+        adapter_before, base_before = (
+            fingerprint.fingerprint(adapter),
+            fingerprint.fingerprint(base),
+        )
+        reference = dpo.reference_logprobs(model, tokens, spans)
+        margin_before = dpo.margins(model, tokens, spans, reference).mean().item()
+        loss = self.recipe.preference_loss
+        gradient_keys = self._gradient_keys(model, loss, tokens, spans, reference)
+        optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
+        metrics = dpo.train_dpo(
+            model,
+            optimizer,
+            tokens,
+            spans,
+            reference,
+            self.lora.iters,
+            self.recipe,
+            loss=loss,
+            callbacks=self.step_callbacks,
+        )
+        reference_after = dpo.reference_logprobs(model, tokens, spans)
+        adapter, base = recipes.split_adapter_and_base(model)
+        return TrainingOutcome(
+            metrics=metrics,
+            gradient_keys=gradient_keys,
+            optimizer_state_keys=optimizer_state_keys(optimizer),
+            base_before=base_before,
+            base_after=fingerprint.fingerprint(base),
+            adapter_before=adapter_before,
+            adapter_after=fingerprint.fingerprint(adapter),
+            optimizer=optimizer,
+            extra={
+                "reference_before": reference,
+                "reference_after": reference_after,
+                "reference_bit_identical": bool(mx.array_equal(reference, reference_after).item()),
+                "margin_before": margin_before,
+                "margin_after": dpo.margins(model, tokens, spans, reference).mean().item(),
+            },
+        )
