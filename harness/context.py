@@ -220,11 +220,7 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
         self.init_logits  # noqa: B018  (before any step moves the adapters)
         for name in sorted(self.before_training):
             getattr(self, name)
-        adapter, base = recipes.split_adapter_and_base(model)
-        adapter_before, base_before = (
-            fingerprint.fingerprint(adapter),
-            fingerprint.fingerprint(base),
-        )
+        before = fingerprints(model)
         tokens, lengths = self.probe_batch
         gradient_keys = self._gradient_keys(model, self.recipe.loss, tokens, lengths)
         optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
@@ -232,17 +228,7 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
         metrics = trainer.train(
             model, optimizer, batches, self.recipe, callbacks=self.step_callbacks
         )
-        adapter, base = recipes.split_adapter_and_base(model)
-        return TrainingOutcome(
-            metrics=metrics,
-            gradient_keys=gradient_keys,
-            optimizer_state_keys=optimizer_state_keys(optimizer),
-            base_before=base_before,
-            base_after=fingerprint.fingerprint(base),
-            adapter_before=adapter_before,
-            adapter_after=fingerprint.fingerprint(adapter),
-            optimizer=optimizer,
-        )
+        return outcome(model, before, metrics, gradient_keys, optimizer)
 
     def _gradient_keys(self, model, loss, *batch) -> set[str]:
         """Names in the gradient tree of the recipe's step, leaving the model as it was."""
@@ -258,6 +244,28 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
     @property
     def trained(self) -> bool:
         return isinstance(self._training, TrainingOutcome)
+
+
+def fingerprints(model) -> tuple[dict, dict]:
+    """(adapter, base) digests of every parameter of `model`."""
+    adapter, base = recipes.split_adapter_and_base(model)
+    return fingerprint.fingerprint(adapter), fingerprint.fingerprint(base)
+
+
+def outcome(model, before, metrics, gradient_keys, optimizer, extra=None) -> TrainingOutcome:
+    """What a training run leaves for the checks, with `before` = fingerprints() at the start."""
+    adapter_after, base_after = fingerprints(model)
+    return TrainingOutcome(
+        metrics=metrics,
+        gradient_keys=gradient_keys,
+        optimizer_state_keys=optimizer_state_keys(optimizer),
+        base_before=before[1],
+        base_after=base_after,
+        adapter_before=before[0],
+        adapter_after=adapter_after,
+        optimizer=optimizer,
+        extra=extra or {},
+    )
 
 
 def optimizer_state_keys(optimizer) -> set[str]:

@@ -6,8 +6,7 @@ from functools import cached_property
 
 import mlx.core as mx
 
-from harness import data, dpo, fingerprint, trainer
-from harness import recipe as recipes
+from harness import data, dpo, trainer
 
 
 class DPOMixin:
@@ -16,15 +15,11 @@ class DPOMixin:
         return data.load_rows(self.data_dir) if self.data_dir else dpo.default_pairs()
 
     def _train_dpo(self):
-        from harness.context import TrainingOutcome, optimizer_state_keys
+        from harness.context import fingerprints, outcome
 
         model = self.lora_model
         tokens, spans = dpo.encode_pairs(self.dpo_rows, self.tokenizer)
-        adapter, base = recipes.split_adapter_and_base(model)
-        adapter_before, base_before = (
-            fingerprint.fingerprint(adapter),
-            fingerprint.fingerprint(base),
-        )
+        before = fingerprints(model)
         reference = dpo.reference_logprobs(model, tokens, spans)
         margin_before = dpo.margins(model, tokens, spans, reference).mean().item()
         loss = self.recipe.preference_loss
@@ -42,21 +37,11 @@ class DPOMixin:
             callbacks=self.step_callbacks,
         )
         reference_after = dpo.reference_logprobs(model, tokens, spans)
-        adapter, base = recipes.split_adapter_and_base(model)
-        return TrainingOutcome(
-            metrics=metrics,
-            gradient_keys=gradient_keys,
-            optimizer_state_keys=optimizer_state_keys(optimizer),
-            base_before=base_before,
-            base_after=fingerprint.fingerprint(base),
-            adapter_before=adapter_before,
-            adapter_after=fingerprint.fingerprint(adapter),
-            optimizer=optimizer,
-            extra={
-                "reference_before": reference,
-                "reference_after": reference_after,
-                "reference_bit_identical": bool(mx.array_equal(reference, reference_after).item()),
-                "margin_before": margin_before,
-                "margin_after": dpo.margins(model, tokens, spans, reference).mean().item(),
-            },
-        )
+        extra = {
+            "reference_before": reference,
+            "reference_after": reference_after,
+            "reference_bit_identical": bool(mx.array_equal(reference, reference_after).item()),
+            "margin_before": margin_before,
+            "margin_after": dpo.margins(model, tokens, spans, reference).mean().item(),
+        }
+        return outcome(model, before, metrics, gradient_keys, optimizer, extra)

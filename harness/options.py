@@ -128,17 +128,21 @@ def generation_settings_from(values: dict):
     return settings
 
 
+def _argument(option: Option, dest: str) -> dict:
+    kwargs = {"dest": dest, "help": option.help, "default": None}
+    if option.action:
+        kwargs["action"] = option.action
+    else:
+        kwargs.update(type=option.type, metavar=option.metavar)
+        if option.choices:
+            kwargs["choices"] = option.choices
+    return kwargs
+
+
 def add_to_argparse(parser, options: list[Option]) -> None:
     for option in options:
         flags = [f"--{option.name}"] + ([option.short] if option.short else [])
-        kwargs = {"dest": option.dest, "help": option.help, "default": None}
-        if option.action:
-            kwargs["action"] = option.action
-        else:
-            kwargs.update(type=option.type, metavar=option.metavar)
-            if option.choices:
-                kwargs["choices"] = option.choices
-        parser.add_argument(*flags, **kwargs)
+        parser.add_argument(*flags, **_argument(option, option.dest))
 
 
 PYTEST_PREFIX = "lora-"
@@ -147,14 +151,9 @@ PYTEST_PREFIX = "lora-"
 def add_to_pytest(group, options: list[Option]) -> None:
     """The same options for the pytest plugin, as --lora-<name> (pytest owns -c)."""
     for option in options:
-        kwargs = {"dest": f"lora_{option.dest}", "help": option.help, "default": None}
-        if option.action:
-            kwargs["action"] = option.action
-        else:
-            kwargs.update(type=option.type, metavar=option.metavar)
-            if option.choices:
-                kwargs["choices"] = option.choices
-        group.addoption(f"--{PYTEST_PREFIX}{option.name}", **kwargs)
+        group.addoption(
+            f"--{PYTEST_PREFIX}{option.name}", **_argument(option, f"lora_{option.dest}")
+        )
 
 
 def values_from_pytest(config, options: list[Option]) -> dict:

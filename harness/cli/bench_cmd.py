@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from harness import bench, bench_process, options, progress
+from harness.cli.output import add_output_args, emit
 from harness.errors import EXIT_OK, InputError
 from harness.run import new_run_id, report_header, settings_from
 from harness.sources import resolve
-from reports import json_report
 
 MEASUREMENTS = [
     "trainer_vs_mlx_lm",
@@ -38,16 +35,7 @@ def register(commands) -> None:
     parser.add_argument(
         "--only", action="append", choices=MEASUREMENTS, help="run only this measurement"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("lora-harness-out"),
-        help="folder for OUT/<run-id>/report.json",
-    )
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the report to PATH, or - for stdout only"
-    )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_output_args(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -82,11 +70,6 @@ def handle(args) -> int:
         show.note(f"  {name}: ratio {ratio:.3f}" if isinstance(ratio, float) else f"  {name}: done")
     report = report_header(settings, source, run_id=new_run_id(), kind="bench")
     report["bench"] = results
-    text = json_report.dumps(report)
-    path = json_report.write_atomic(args.out / report["run"]["id"] / "report.json", text)
-    if args.json == "-":
-        sys.stdout.write(text)
-    elif args.json:
-        json_report.write_atomic(Path(args.json), text)
+    path = emit(report, args, html=False)
     show.note(f"report: {path}")
     return EXIT_OK

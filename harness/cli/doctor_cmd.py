@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from harness import expectations, options, progress
+from harness.cli.output import add_output_args, emit
 from harness.cli.run_cmd import exit_code
 from harness.doctor import DOCTOR_CHECKS, DoctorContext
 from harness.errors import InputError
 from harness.run import Settings, execute
 from harness.sources import resolve
-from reports import json_report, render
 
 
 def register(commands) -> None:
@@ -29,16 +28,7 @@ def register(commands) -> None:
         parser, options.MODEL_OPTIONS + options.EXPECT_OPTIONS + options.GENERATION_OPTIONS
     )
     parser.add_argument("--adapter-path", type=Path, required=True, help="the adapter folder")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("lora-harness-out"),
-        help="folder for OUT/<run-id>/report.json",
-    )
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the report to PATH, or - for stdout only"
-    )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_output_args(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -70,13 +60,7 @@ def handle(args) -> int:
     show.note(f"lora-harness doctor: {args.adapter_path} on {source.spec}")
     report = execute(settings, ctx, on_result=show.on_result)
     report["artifacts"]["adapter_path"] = str(args.adapter_path)
-    text = json_report.dumps(report)
-    path = json_report.write_atomic(args.out / report["run"]["id"] / "report.json", text)
-    render.write_beside(path, report)
-    if args.json == "-":
-        sys.stdout.write(text)
-    elif args.json:
-        json_report.write_atomic(Path(args.json), text)
+    path = emit(report, args)
     show.note(progress.summary_line(report["summary"]))
     show.note(f"report: {path} (+ report.html, junit.xml)")
     return exit_code(report["summary"])

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from harness import options, progress, suites
+from harness.cli.output import add_output_args, emit
 from harness.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
 from harness.run import execute, prepare, save_baseline, settings_from, write_run_folder
-from reports import history, json_report, render
+from reports import history
 
 EPILOG = """\
 examples:
@@ -35,15 +35,6 @@ def register(commands) -> None:
         "--check", action="append", metavar="NAME", help="run only this check (repeatable)"
     )
     parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("lora-harness-out"),
-        help="folder for run folders OUT/<run-id>/ with report.json and adapters/ (default ./lora-harness-out)",
-    )
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the report JSON to PATH, or - for stdout only"
-    )
-    parser.add_argument(
         "--save-baseline",
         metavar="FILE",
         type=Path,
@@ -55,13 +46,12 @@ def register(commands) -> None:
         metavar="DIR",
         help="append this run's summary to a per-machine history in DIR; the HTML shows trends",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_output_args(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
     settings = settings_from(vars(args))
-    to_stdout = args.json == "-"
     show = progress.Progress(settings.lora.iters, enabled=not args.quiet)
     show.note(f"lora-harness: preparing {settings.model or 'fixture:tiny'}")
     ctx = prepare(settings, step_callbacks=[show.on_step])
@@ -69,18 +59,12 @@ def handle(args) -> int:
     report = execute(settings, ctx, on_result=show.on_result)
     if args.history:
         history.append(args.history, report)
-    path = write_run_folder(report, ctx, args.out)
-    rendered = render.write_beside(path, report, args.history)
-    text = json_report.dumps(report)
-    if to_stdout:
-        sys.stdout.write(text)
-    elif args.json:
-        json_report.write_atomic(Path(args.json), text)
+    path = emit(report, args, path=write_run_folder(report, ctx, args.out))
     if args.save_baseline:
         key = save_baseline(report, args.save_baseline)
         show.note(f"baseline saved to {args.save_baseline} under {key}")
     show.note(progress.summary_line(report["summary"]))
-    show.note(f"report: {path} (+ {rendered['html'].name}, {rendered['junit'].name})")
+    show.note(f"report: {path} (+ report.html, junit.xml)")
     return exit_code(report["summary"])
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from harness import options, progress
+from harness.cli.output import add_output_args, emit
 from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
 from harness.faults import FAULTS
 from harness.run import new_run_id, report_header, settings_from
@@ -32,18 +32,9 @@ def register(commands) -> None:
     )
     parser.add_argument("--list", action="store_true", help="list the faults and exit")
     parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("lora-harness-out"),
-        help="folder for OUT/<run-id>/report.json",
-    )
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the report to PATH, or - for stdout only"
-    )
-    parser.add_argument(
         "--markdown", metavar="PATH", type=Path, help="write the fault x check matrix as Markdown"
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_output_args(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -66,13 +57,7 @@ def handle(args) -> int:
     show.note(f"lora-harness selftest: clean run + {len(names)} faults on {source.spec}")
     section = run_selftest(source, settings, names, on_fault=lambda e: show.note(_fault_line(e)))
     report = _report(settings, source, section)
-    path = json_report.write_atomic(
-        args.out / report["run"]["id"] / "report.json", json_report.dumps(report)
-    )
-    if args.json == "-":
-        sys.stdout.write(json_report.dumps(report))
-    elif args.json:
-        json_report.write_atomic(Path(args.json), json_report.dumps(report))
+    path = emit(report, args)
     if args.markdown:
         json_report.write_atomic(args.markdown, markdown_matrix(section))
     summary = section["summary"]

@@ -1,0 +1,35 @@
+"""Where every report-writing command puts its output: the same flags, the same files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from reports import json_report, render
+
+
+def add_output_args(parser, default_out: str = "lora-harness-out") -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(default_out),
+        help=f"folder for OUT/<run-id>/ with report.json, report.html, junit.xml (default ./{default_out})",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the report JSON to PATH, or - for stdout only"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def emit(report: dict, args, html: bool = True, path: Path | None = None) -> Path:
+    """Write OUT/<run-id>/report.json (+ HTML and JUnit), and --json PATH|-; returns the path."""
+    text = json_report.dumps(report)
+    if path is None:
+        path = json_report.write_atomic(args.out / report["run"]["id"] / "report.json", text)
+    if html:
+        render.write_beside(path, report, getattr(args, "history", None))
+    if args.json == "-":
+        sys.stdout.write(text)
+    elif args.json:
+        json_report.write_atomic(Path(args.json), text)
+    return path
