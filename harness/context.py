@@ -14,6 +14,7 @@ from functools import cached_property
 from mlx.utils import tree_flatten
 
 from harness import baselines, data, expectations, fingerprint, generation, trainer
+from harness import distributed as dist
 from harness import recipe as recipes
 from harness.adapters import AdapterMixin
 from harness.dpo_context import DPOMixin
@@ -101,7 +102,7 @@ class GenerationMixin:
         return baselines.lookup(path, self.baseline_key()) if path else None
 
 
-class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
+class RunContext(GenerationMixin, AdapterMixin, DPOMixin, dist.DistributedMixin):
     def __init__(
         self,
         source: ModelSource,
@@ -112,6 +113,7 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
         step_callbacks=(),
         generation_settings: GenerationSettings | None = None,
         trainer_kind: str = "sft",
+        distributed: bool = False,
     ):
         self.source = source
         self.lora = lora
@@ -121,6 +123,8 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
         self.step_callbacks = list(step_callbacks)
         self.generation_settings = generation_settings or GenerationSettings()
         self.trainer_kind = trainer_kind
+        self.group = dist.group() if distributed else None
+        self.distributed_timeout = 600.0
         # Context properties that must be built before training moves the adapters.
         self.before_training: set[str] = set()
         self._training: TrainingOutcome | Exception | None = None
@@ -131,6 +135,8 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
             return self.source.has_weights
         if capability == "dpo":
             return self.trainer_kind == "dpo"
+        if capability == "distributed":
+            return self.group is not None
         return True
 
     def why_not(self, capability: str) -> str:
@@ -138,6 +144,8 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
             return f"{self.source.spec} is shape-only: weights are never materialised"
         if capability == "dpo":
             return "a DPO check: run with --trainer dpo"
+        if capability == "distributed":
+            return "a distributed check: launch with mlx.launch ... lora-harness run --distributed"
         return f"this run does not offer {capability}"
 
     # -- model and expectations ------------------------------------------------------
@@ -224,6 +232,8 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin):
         tokens, lengths = self.probe_batch
         gradient_keys = self._gradient_keys(model, self.recipe.loss, tokens, lengths)
         optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
+        if self.group is not None:
+            return self._train_distributed(model, before, gradient_keys, optimizer)
         batches = [self.probe_batch] * self.lora.iters
         metrics = trainer.train(
             model, optimizer, batches, self.recipe, callbacks=self.step_callbacks

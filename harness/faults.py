@@ -313,3 +313,60 @@ DPO_FAULTS = {
         ),
     ]
 }
+
+
+def _average_on_rank_zero_only(grads):
+    # Every rank joins the collective (so nobody blocks), but rank 1+ keeps its own gradient.
+    from mlx.nn.utils import average_gradients
+    from mlx.utils import tree_flatten, tree_map
+
+    averaged = average_gradients(grads)
+    if mx.distributed.init().rank() == 0:
+        return averaged
+    # mx.depends keeps the collective in the graph (MLX is lazy) while using the local gradient.
+    leaves = [leaf for _, leaf in tree_flatten(averaged)]
+    return tree_map(lambda own: mx.depends(own, leaves), grads)
+
+
+def _die_on_rank_one(model, batch, lengths):
+    import os
+
+    if mx.distributed.init().rank() == 1:
+        os._exit(9)  # a host that falls over mid-run
+    return default_loss(model, batch, lengths)
+
+
+def _hang_on_rank_one(model, batch, lengths):
+    import time
+
+    if mx.distributed.init().rank() == 1:
+        time.sleep(3600)  # a host that stops answering without closing its sockets
+    return default_loss(model, batch, lengths)
+
+
+# Faults of data-parallel training (run under mlx.launch with --distributed).
+DISTRIBUTED_FAULTS = {
+    f.name: f
+    for f in [
+        _fault(
+            "rank_skips_average",
+            "one rank skips the gradient average: the ranks drift apart",
+            ["ranks_in_sync", "distributed_matches_single"],
+            average_gradients=_average_on_rank_zero_only,
+        ),
+        _fault(
+            "rank_dies",
+            "rank 1 exits during training: the others must not hang forever",
+            [],
+            loss=_die_on_rank_one,
+        ),
+        _fault(
+            "rank_hangs",
+            "rank 1 stops making progress: the watchdog must end the run",
+            [],
+            loss=_hang_on_rank_one,
+        ),
+    ]
+}
+
+ALL_FAULTS = {**FAULTS, **DPO_FAULTS, **DISTRIBUTED_FAULTS}

@@ -41,6 +41,21 @@ MODEL_OPTIONS = [
         "data", "folder with train.jsonl in mlx-lm format (default: built-in corpus)", metavar="DIR"
     ),
     Option(
+        "distributed",
+        "data-parallel across the ranks of mlx.launch (ring or MPI); suite distributed",
+        action="store_true",
+    ),
+    Option(
+        "distributed-timeout",
+        "seconds without a finished step before a rank gives up on its peers (default 600)",
+        type=float,
+    ),
+    Option(
+        "inject-fault",
+        "run with a known fault from harness/faults.py (to watch a check catch it)",
+        metavar="NAME",
+    ),
+    Option(
         "trainer",
         "sft (default), or dpo: train.jsonl rows {prompt, chosen, rejected}; suite dpo",
         choices=("sft", "dpo"),

@@ -65,6 +65,7 @@ class Recipe:
     fuse: Callable = None  # set below: mlx-lm's fuse path
     save: Callable = None  # set below: adapters.save_adapter (mlx-lm's adapter format)
     preference_loss: Callable = None  # set below: the sigmoid DPO loss
+    average_gradients: Callable = None  # set below: mlx.nn.utils.average_gradients
     name: str = "correct"
 
     def __post_init__(self):
@@ -72,6 +73,10 @@ class Recipe:
             from harness.adapters import fuse_with_mlx_lm
 
             object.__setattr__(self, "fuse", fuse_with_mlx_lm)
+        if self.average_gradients is None:
+            from mlx.nn.utils import average_gradients
+
+            object.__setattr__(self, "average_gradients", average_gradients)
         if self.preference_loss is None:
             from harness.dpo import dpo_loss
 

@@ -32,6 +32,8 @@ class Settings:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     recipe: Recipe = CORRECT
     trainer: str = "sft"
+    distributed: bool = False
+    distributed_timeout: float = 600.0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -44,14 +46,30 @@ def settings_from(values: dict) -> Settings:
         suite=_suite(values),
         check_names=suites.select(_suite(values), values.get("check")),
         trainer=values.get("trainer") or "sft",
+        distributed=bool(values.get("distributed")),
+        recipe=_recipe(values.get("inject_fault")),
+        distributed_timeout=values.get("distributed_timeout") or 600.0,
         data_dir=values.get("data"),
         generation=options.generation_settings_from(values),
     )
 
 
+def _recipe(fault_name: str | None) -> Recipe:
+    if not fault_name:
+        return CORRECT
+    from harness.errors import InputError
+    from harness.faults import ALL_FAULTS
+
+    if fault_name not in ALL_FAULTS:
+        raise InputError(f"--inject-fault {fault_name}: unknown; see lora-harness selftest --list")
+    return ALL_FAULTS[fault_name].recipe
+
+
 def _suite(values: dict) -> str | None:
     if values.get("suite") is None and values.get("trainer") == "dpo" and not values.get("check"):
         return "dpo"
+    if values.get("suite") is None and values.get("distributed") and not values.get("check"):
+        return "distributed"
     return values.get("suite")
 
 
@@ -67,7 +85,9 @@ def prepare(settings: Settings, step_callbacks=()) -> RunContext:
         step_callbacks=step_callbacks,
         generation_settings=settings.generation,
         trainer_kind=settings.trainer,
+        distributed=settings.distributed,
     )
+    ctx.distributed_timeout = settings.distributed_timeout
     ctx.expectations  # noqa: B018  (raises InputError for keys matching nothing, etc.)
     if source.has_weights:
         ctx.probe_batch  # noqa: B018  (raises InputError for unusable data)
@@ -91,6 +111,20 @@ def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
     report["checks"] = results
     report["metrics"] = {"steps": steps, "summary": json_report.metrics_summary(steps)}
     report["generation"] = generation_section(ctx)
+    if ctx.group is not None and ctx.trained:
+        extra = ctx.training.extra
+        report["distributed"] = {
+            "size": extra["size"],
+            "ranks": [
+                {
+                    "rank": r,
+                    "trainable_arrays": extra["trainable_arrays"][r],
+                    "base_changed": extra["base_changed"][r],
+                }
+                for r in range(extra["size"])
+            ],
+            "distance_to_single": extra["distance_to_single"],
+        }
     report["summary"] = json_report.summarise(results)
     return report
 

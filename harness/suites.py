@@ -39,10 +39,21 @@ DPO = STRUCTURE + [
     "preference_margin_increases",
 ]
 
+DISTRIBUTED = STRUCTURE + [
+    "frozen_base_unchanged",
+    "trainable_counts_match_across_ranks",
+    "ranks_in_sync",
+    "distributed_matches_single",
+]
+
 SUITES: dict[str, dict] = {
     "structure": {"checks": STRUCTURE, "summary": "counts and names only; no weights needed"},
     "gate": {"checks": GATE, "summary": "the whole pipeline on a short training run (default)"},
     "dpo": {"checks": DPO, "summary": "the DPO trainer (use with --trainer dpo)"},
+    "distributed": {
+        "checks": DISTRIBUTED,
+        "summary": "data-parallel ranks (use with --distributed)",
+    },
 }
 
 DEFAULT_SUITE = "gate"

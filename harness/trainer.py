@@ -46,9 +46,14 @@ def train(
     recipe: Recipe = CORRECT,
     loss: Callable | None = None,
     callbacks: Iterable[StepCallback] = (),
+    distributed: bool = False,
 ) -> list[dict]:
-    """Train on every batch of `batches` (loss defaults to the recipe's); returns per-step metrics."""
-    step = make_step(model, optimizer, recipe, loss)
+    """Train on every batch of `batches` (loss defaults to the recipe's); returns per-step metrics.
+
+    With `distributed`, each rank passes its own shard and gradients are averaged across
+    ranks inside the compiled step, as mlx-lm's trainer does.
+    """
+    step = make_step(model, optimizer, recipe, loss, distributed)
     state = [model.state, optimizer.state, mx.random.state]
     model.train()
     history = []
@@ -62,7 +67,13 @@ def train(
     return history
 
 
-def make_step(model: nn.Module, optimizer: optim.Optimizer, recipe: Recipe = CORRECT, loss=None):
+def make_step(
+    model: nn.Module,
+    optimizer: optim.Optimizer,
+    recipe: Recipe = CORRECT,
+    loss=None,
+    distributed=False,
+):
     """The compiled training step: gradient of the recipe's loss, then the optimizer update."""
     loss_and_grad = recipe.value_and_grad(model, loss or recipe.loss)
     state = [model.state, optimizer.state, mx.random.state]
@@ -70,6 +81,8 @@ def make_step(model: nn.Module, optimizer: optim.Optimizer, recipe: Recipe = COR
     @partial(mx.compile, inputs=state, outputs=state)
     def step(tokens, lengths):
         (loss_value, loss_tokens), grads = loss_and_grad(model, tokens, lengths)
+        if distributed:
+            grads = recipe.average_gradients(grads)
         optimizer.update(model, grads)
         return loss_value, loss_tokens
 

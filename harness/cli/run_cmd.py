@@ -52,11 +52,15 @@ def register(commands) -> None:
 
 def handle(args) -> int:
     settings = settings_from(vars(args))
-    show = progress.Progress(settings.lora.iters, enabled=not args.quiet)
+    writer = not settings.distributed or _rank() == 0  # one report for all ranks, from rank 0
+    show = progress.Progress(settings.lora.iters, enabled=not args.quiet and writer)
     show.note(f"lora-harness: preparing {settings.model or 'fixture:tiny'}")
     ctx = prepare(settings, step_callbacks=[show.on_step])
     show.note(f"running {len(settings.check_names)} checks")
     report = execute(settings, ctx, on_result=show.on_result)
+    if not writer:
+        _barrier()  # wait until rank 0 has written: a launcher ends everyone when one exits
+        return exit_code(report["summary"])
     if args.history:
         history.append(args.history, report)
     path = emit(report, args, path=write_run_folder(report, ctx, args.out))
@@ -64,8 +68,22 @@ def handle(args) -> int:
         key = save_baseline(report, args.save_baseline)
         show.note(f"baseline saved to {args.save_baseline} under {key}")
     show.note(progress.summary_line(report["summary"]))
+    if settings.distributed:
+        _barrier()
     show.note(f"report: {path} (+ report.html, junit.xml)")
     return exit_code(report["summary"])
+
+
+def _barrier() -> None:
+    import mlx.core as mx
+
+    mx.eval(mx.distributed.all_sum(mx.array(1.0), stream=mx.cpu))
+
+
+def _rank() -> int:
+    import mlx.core as mx
+
+    return mx.distributed.init().rank()
 
 
 def exit_code(summary: dict) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from harness import options, progress
 from harness.cli.output import add_output_args, emit
 from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
-from harness.faults import FAULTS
+from harness.faults import ALL_FAULTS, FAULTS
 from harness.run import new_run_id, report_header, settings_from
 from harness.selftest import markdown_matrix, run_selftest
 from harness.sources import resolve
@@ -40,7 +40,7 @@ def register(commands) -> None:
 
 def handle(args) -> int:
     if args.list:
-        for fault in FAULTS.values():
+        for fault in ALL_FAULTS.values():
             print(f"{fault.name:<32}{fault.description}")
         return EXIT_OK
     names = args.fault or list(FAULTS)

@@ -1,0 +1,135 @@
+"""Data-parallel LoRA across ranks with MLX's own distributed engine (mx.distributed).
+
+Launched by `mlx.launch` (ring over TCP/Thunderbolt, or MPI): every rank trains the same
+recipe on its shard of each batch with gradients averaged across ranks. Afterwards the
+ranks all-gather small summaries (fingerprints, counts) so rank 0 can report on all.
+A watchdog ends a rank that makes no progress, so a dead peer never hangs the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import mlx.core as mx
+
+from harness import fingerprint, trainer
+from harness import recipe as recipes
+
+
+def group():
+    return mx.distributed.init()
+
+
+def shard(batch, rank: int, size: int):
+    """This rank's rows of a (tokens, lengths) batch, as mlx-lm's batcher splits them."""
+    tokens, lengths = batch
+    if tokens.shape[0] % size:
+        from harness.errors import InputError
+
+        raise InputError(f"--batch-size {tokens.shape[0]} must be divisible by the {size} ranks")
+    return tokens[rank::size], lengths[rank::size]
+
+
+def all_gather_ints(values: list[int]) -> list[list[int]]:
+    """Each rank's list of ints (same length on every rank), gathered on every rank."""
+    local = mx.array([v % (1 << 31) for v in values], dtype=mx.int32)[None]
+    gathered = mx.distributed.all_gather(local, stream=mx.cpu)
+    return gathered.tolist()
+
+
+def digest_ints(digests: dict) -> list[int]:
+    return [v for name in sorted(digests) for v in digests[name]]
+
+
+def single_process_reference(ctx, batch) -> dict[str, mx.array]:
+    """The same steps in one process: gradients of each rank's shard, averaged locally."""
+    from mlx.utils import tree_map
+
+    from harness.adapters import adapter_weights
+
+    model, _ = ctx.source.load()
+    trainer.prepare_lora_model(model, ctx.lora, ctx.recipe)
+    optimizer = trainer.make_optimizer(model, ctx.lora, ctx.recipe)
+    loss_and_grad = ctx.recipe.value_and_grad(model, ctx.recipe.loss)
+    size = ctx.group.size()
+    for _ in range(ctx.lora.iters):
+        total = None
+        for rank in range(size):
+            _, grads = loss_and_grad(model, *shard(batch, rank, size))
+            total = grads if total is None else tree_map(lambda a, b: a + b, total, grads)
+        optimizer.update(model, tree_map(lambda g: g / size, total))
+        mx.eval(model.parameters(), optimizer.state)
+    return adapter_weights(model)
+
+
+class Watchdog:
+    """Ends this rank with a clear message when no step completes within `timeout_s`."""
+
+    def __init__(self, timeout_s: float, rank: int):
+        self.timeout_s, self.rank = timeout_s, rank
+        self.last = time.monotonic()
+        self.done = threading.Event()
+
+    def __enter__(self):
+        # Armed only around the phases with collectives: a slow local phase is no hang.
+        threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+
+    def beat(self, *_):
+        self.last = time.monotonic()
+
+    def _watch(self):
+        while not self.done.wait(1.0):
+            if time.monotonic() - self.last > self.timeout_s:
+                print(
+                    f"lora-harness: rank {self.rank}: no progress for {self.timeout_s:.0f} s; another "
+                    "rank probably died or hung (see its log); ending this rank",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(5)
+
+
+class DistributedMixin:
+    """The run context's data-parallel training run (see RunContext._train)."""
+
+    def _train_distributed(self, model, before, gradient_keys, optimizer):
+        rank, size = self.group.rank(), self.group.size()
+        batches = [shard(self.probe_batch, rank, size)] * self.lora.iters
+        with Watchdog(self.distributed_timeout, rank) as watchdog:
+            metrics = trainer.train(
+                model,
+                optimizer,
+                batches,
+                self.recipe,
+                distributed=True,
+                callbacks=[*self.step_callbacks, watchdog.beat],
+            )
+            from harness.context import outcome
+
+            result = outcome(model, before, metrics, gradient_keys, optimizer)
+            reference = single_process_reference(self, self.probe_batch)
+            watchdog.beat()  # the local reference run is slow, not hung
+            result.extra = self._gather(model, result, reference, rank, size)
+        return result
+
+    def _gather(self, model, result, reference, rank: int, size: int) -> dict:
+        """Per-rank summaries, all-gathered so every rank (and the report) sees them all."""
+        ours = recipes.split_adapter_and_base(model)[0]
+        scale = max(max(mx.max(mx.abs(a)).item() for a in ours.values()), 1e-12)
+        distance = max(mx.max(mx.abs(ours[n] - reference[n])).item() for n in ours) / scale
+        changed = len(fingerprint.changed(result.base_before, result.base_after))
+        return {
+            "rank": rank,
+            "size": size,
+            "adapter_digests": all_gather_ints(digest_ints(result.adapter_after)),
+            "base_changed": [row[0] for row in all_gather_ints([changed])],
+            "trainable_arrays": [row[0] for row in all_gather_ints([len(self.trainable_keys())])],
+            "distance_to_single": distance,
+        }
