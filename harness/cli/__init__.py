@@ -16,7 +16,8 @@ DESCRIPTION = """\
 Health checks for LoRA fine-tuning with MLX. Trains a few LoRA steps with the working
 recipe (freeze -> linear_to_lora_layers -> unfreeze adapter keys -> optimizer.init on
 trainable parameters -> nn.value_and_grad) and checks the invariants that silent LoRA
-bugs break: trainable counts, frozen base weights, gradients, optimizer state, loss.
+bugs break: trainable counts, frozen base weights, gradients, optimizer state, loss,
+<|endoftext|> spam, the voice score, and the adapter files mlx-lm reads and fuses.
 
 Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 internal error.
 """
