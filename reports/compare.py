@@ -92,6 +92,12 @@ def describe(result: dict) -> str:
         lines.append(f"  {change['check']}: {change['before']} -> {change['after']}")
     if not result["status_changes"]:
         lines.append("  no check changed status")
+    for name, host in result.get("hosts", {}).items():
+        for m in host["metrics"]:
+            if m["regression"]:
+                lines.append(
+                    f"  {name}: {m['name']}: {m['before']:.4g} -> {m['after']:.4g}  REGRESSION"
+                )
     for m in result["metrics"]:
         if m["delta"] is None:
             continue
@@ -99,3 +105,33 @@ def describe(result: dict) -> str:
         flag = "  REGRESSION" if m["regression"] else ""
         lines.append(f"  {m['name']}: {m['before']:.4g} -> {m['after']:.4g}{pct}{flag}")
     return "\n".join(lines)
+
+
+def compare_fleets(before: dict, after: dict, gates: dict[str, float] | None = None) -> dict:
+    """Per-host status changes between two fleet summaries, and each host's run comparison."""
+    from reports.json_report import load
+
+    hosts_a = {h["name"]: h for h in before["hosts"]}
+    hosts_b = {h["name"]: h for h in after["hosts"]}
+    changes, per_host, regressions = [], {}, []
+    for name in sorted(set(hosts_a) | set(hosts_b)):
+        a, b = hosts_a.get(name, {}), hosts_b.get(name, {})
+        if a.get("status") != b.get("status"):
+            changes.append(
+                {"check": f"{name}: host", "before": a.get("status"), "after": b.get("status")}
+            )
+        if a.get("report") and b.get("report"):
+            result = compare(load(a["report"]), load(b["report"]), gates)
+            per_host[name] = result
+            changes += [{**c, "check": f"{name}: {c['check']}"} for c in result["status_changes"]]
+            regressions += [f"{name}: {m}" for m in result["regressions"]]
+    return {
+        "before": before["run"]["id"],
+        "after": after["run"]["id"],
+        "hardware_differs": any(r["hardware_differs"] for r in per_host.values()),
+        "status_changes": changes,
+        "metrics": [],
+        "hosts": per_host,
+        "gates": gates or {},
+        "regressions": regressions,
+    }

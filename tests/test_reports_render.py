@@ -166,3 +166,36 @@ def test_report_command_takes_a_screenshot(cli, run_report, tmp_path):
     result = cli("report", str(run_report), "--html", "r.html", "--screenshot", "r.png")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_fleet_summaries(cli, run_report, tmp_path):
+    report = json.loads(run_report.read_text())
+    paths = {}
+    for label, tps in (("a", 100.0), ("b", 80.0)):
+        host_report = tmp_path / f"{label}-report.json"
+        host_report.write_text(json.dumps(_with_metric(report, tps)))
+        paths[label] = host_report
+
+    def fleet(label, status):
+        return {
+            "schema_version": "1.0",
+            "kind": "fleet",
+            "run": {"id": label},
+            "hosts": [
+                {"name": "studio-1", "status": status, "report": str(paths[label])},
+                {"name": "studio-2", "status": "unreachable", "report": None},
+            ],
+            "summary": {},
+        }
+
+    (tmp_path / "fa.json").write_text(json.dumps(fleet("a", "passed")))
+    (tmp_path / "fb.json").write_text(json.dumps(fleet("b", "failed")))
+    result = cli(
+        "compare", "fa.json", "fb.json", "--fail-on", "tokens_per_second:5%", "--json", "-"
+    )
+    assert result.returncode == 1
+    comparison = result.json()
+    assert {"check": "studio-1: host", "before": "passed", "after": "failed"} in comparison[
+        "status_changes"
+    ]
+    assert comparison["regressions"] == ["studio-1: tokens_per_second"]

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_CHECK_FAILED, EXIT_OK
+from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
 from reports import compare, json_report
 
 
@@ -32,7 +32,15 @@ def register(commands) -> None:
 
 def handle(args) -> int:
     gates = compare.parse_fail_on(args.fail_on)
-    result = compare.compare(json_report.load(args.before), json_report.load(args.after), gates)
+    before, after = json_report.load(args.before), json_report.load(args.after)
+    if (before.get("kind") == "fleet") != (after.get("kind") == "fleet"):
+        raise InputError(
+            "compare a run report with a run report, or a fleet summary with a fleet summary"
+        )
+    if before.get("kind") == "fleet":
+        result = compare.compare_fleets(before, after, gates)
+    else:
+        result = compare.compare(before, after, gates)
     text = json.dumps(json_report.json_safe(result), indent=2) + "\n"
     if args.json == "-":
         sys.stdout.write(text)
