@@ -74,11 +74,10 @@ def write_fleet(tmp_path, hosts, keys, work_dir, names=None, key="user_key") -> 
     return fleet, known
 
 
-def remote(cli, fleet, known, *extra, run_args=STRUCTURE, timeout=600):
+def connection_args(fleet, known, out="out") -> list[str]:
+    """The flags every remote action in these tests shares."""
     cache = os.environ["LORA_HARNESS_CACHE"]
-    return cli(
-        "remote",
-        "run",
+    return [
         "--hosts",
         str(fleet),
         "--known-hosts",
@@ -87,7 +86,15 @@ def remote(cli, fleet, known, *extra, run_args=STRUCTURE, timeout=600):
         "--remote-env",
         f"LORA_HARNESS_CACHE={cache}",
         "--out",
-        "out",
+        out,
+    ]
+
+
+def remote(cli, fleet, known, *extra, run_args=STRUCTURE, timeout=600):
+    return cli(
+        "remote",
+        "run",
+        *connection_args(fleet, known),
         "--json",
         "-",
         *extra,
@@ -271,18 +278,7 @@ def test_names_with_shell_metacharacters_are_not_injected(one_connection, name):
 def test_detached_training_monitor_and_fetch(cli, hosts, keys, work_dir, tmp_path):
     (host,) = hosts(1)
     fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
-    cache = os.environ["LORA_HARNESS_CACHE"]
-    common = [
-        "--hosts",
-        str(fleet),
-        "--known-hosts",
-        str(known),
-        "--system-site-packages",
-        "--remote-env",
-        f"LORA_HARNESS_CACHE={cache}",
-        "--out",
-        "home",
-    ]
+    common = connection_args(fleet, known, out="home")
     started = cli("remote", "train", *common, "--", "--iters", "40", "--save-every", "20")
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.strip()
