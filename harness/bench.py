@@ -133,7 +133,7 @@ def _timed(function) -> float:
 
 
 def check_overhead(source: ModelSource, lora: LoRAConfig, steps: int, pairs: int) -> dict:
-    """Training with the in-training checks (fingerprints, gradient probe) / without."""
+    """Training with the in-training checks (fingerprints, gradient names) / without."""
     from harness.context import RunContext
 
     batches = fixed_batches(source, lora, 1) * steps

@@ -229,27 +229,20 @@ class RunContext(GenerationMixin, AdapterMixin, DPOMixin, dist.DistributedMixin)
         for name in sorted(self.before_training):
             getattr(self, name)
         before = fingerprints(model)
-        tokens, lengths = self.probe_batch
-        gradient_keys = self._gradient_keys(model, self.recipe.loss, tokens, lengths)
+        gradient_keys: set[str] = set()  # filled when the compiled step is traced
         optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
         if self.group is not None:
             return self._train_distributed(model, before, gradient_keys, optimizer)
         batches = [self.probe_batch] * self.lora.iters
         metrics = trainer.train(
-            model, optimizer, batches, self.recipe, callbacks=self.step_callbacks
+            model,
+            optimizer,
+            batches,
+            self.recipe,
+            callbacks=self.step_callbacks,
+            gradient_keys=gradient_keys,
         )
         return outcome(model, before, metrics, gradient_keys, optimizer)
-
-    def _gradient_keys(self, model, loss, *batch) -> set[str]:
-        """Names in the gradient tree of the recipe's step, leaving the model as it was."""
-        # value_and_grad implementations swap traced arrays into the model; put the
-        # originals back so the probe cannot change what the training run starts from.
-        originals = model.parameters()
-        loss_and_grad = self.recipe.value_and_grad(model, loss)
-        _, grads = loss_and_grad(model, *batch)
-        keys = {name for name, _ in tree_flatten(grads)}
-        model.update(originals)
-        return keys
 
     @property
     def trained(self) -> bool:

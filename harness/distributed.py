@@ -110,6 +110,7 @@ class DistributedMixin:
                 self.recipe,
                 distributed=True,
                 callbacks=[*self.step_callbacks, watchdog.beat],
+                gradient_keys=gradient_keys,
             )
             from harness.context import outcome
 

@@ -13,6 +13,7 @@ from functools import partial
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
 
 from harness import corpus
 from harness.adapters import adapter_disabled
@@ -85,7 +86,16 @@ def dpo_loss(model, tokens, spans, reference):
 
 
 def train_dpo(
-    model, optimizer, tokens, spans, reference, iters: int, recipe, loss=dpo_loss, callbacks=()
+    model,
+    optimizer,
+    tokens,
+    spans,
+    reference,
+    iters: int,
+    recipe,
+    loss=dpo_loss,
+    callbacks=(),
+    gradient_keys: set | None = None,
 ):
     """`iters` compiled DPO steps on the pairs; per-step metrics like the SFT trainer's."""
     import time
@@ -96,6 +106,8 @@ def train_dpo(
     @partial(mx.compile, inputs=state, outputs=state)
     def step(tokens_, spans_, reference_):
         (value, count), grads = loss_and_grad(model, tokens_, spans_, reference_)
+        if gradient_keys is not None:  # recorded at trace time, as in the SFT step
+            gradient_keys.update(name for name, _ in tree_flatten(grads))
         optimizer.update(model, grads)
         return value, count
 

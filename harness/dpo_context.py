@@ -23,7 +23,7 @@ class DPOMixin:
         reference = dpo.reference_logprobs(model, tokens, spans)
         margin_before = dpo.margins(model, tokens, spans, reference).mean().item()
         loss = self.recipe.preference_loss
-        gradient_keys = self._gradient_keys(model, loss, tokens, spans, reference)
+        gradient_keys: set[str] = set()  # filled when the compiled step is traced
         optimizer = trainer.make_optimizer(model, self.lora, self.recipe)
         metrics = dpo.train_dpo(
             model,
@@ -35,6 +35,7 @@ class DPOMixin:
             self.recipe,
             loss=loss,
             callbacks=self.step_callbacks,
+            gradient_keys=gradient_keys,
         )
         reference_after = dpo.reference_logprobs(model, tokens, spans)
         extra = {

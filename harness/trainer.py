@@ -15,6 +15,7 @@ from typing import Protocol
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+from mlx.utils import tree_flatten
 
 from harness.lora_config import LoRAConfig
 from harness.recipe import CORRECT, Recipe
@@ -47,13 +48,14 @@ def train(
     loss: Callable | None = None,
     callbacks: Iterable[StepCallback] = (),
     distributed: bool = False,
+    gradient_keys: set | None = None,
 ) -> list[dict]:
     """Train on every batch of `batches` (loss defaults to the recipe's); returns per-step metrics.
 
     With `distributed`, each rank passes its own shard and gradients are averaged across
     ranks inside the compiled step, as mlx-lm's trainer does.
     """
-    step = make_step(model, optimizer, recipe, loss, distributed)
+    step = make_step(model, optimizer, recipe, loss, distributed, gradient_keys)
     state = [model.state, optimizer.state, mx.random.state]
     model.train()
     history = []
@@ -73,14 +75,21 @@ def make_step(
     recipe: Recipe = CORRECT,
     loss=None,
     distributed=False,
+    gradient_keys: set | None = None,
 ):
-    """The compiled training step: gradient of the recipe's loss, then the optimizer update."""
+    """The compiled training step: gradient of the recipe's loss, then the optimizer update.
+
+    `gradient_keys`, if given, receives the names in the gradient tree when the step is
+    traced: what the gradient covers is known without a separate (uncompiled) probe.
+    """
     loss_and_grad = recipe.value_and_grad(model, loss or recipe.loss)
     state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(tokens, lengths):
         (loss_value, loss_tokens), grads = loss_and_grad(model, tokens, lengths)
+        if gradient_keys is not None:
+            gradient_keys.update(name for name, _ in tree_flatten(grads))
         if distributed:
             grads = recipe.average_gradients(grads)
         optimizer.update(model, grads)
