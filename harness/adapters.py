@@ -124,8 +124,9 @@ class AdapterMixin:
         if self.adapter_path is not None:
             return Path(self.adapter_path)
         self.training  # noqa: B018
-        folder = Path(tempfile.mkdtemp(prefix="lora-harness-adapter-"))
-        return self.recipe.save(self.lora_model, self.lora, folder)
+        # Removed with the context; the run folder copies these files instead of saving again.
+        self._adapter_tmp = tempfile.TemporaryDirectory(prefix="lora-harness-adapter-")
+        return self.recipe.save(self.lora_model, self.lora, Path(self._adapter_tmp.name))
 
     @cached_property
     def adapter_tensors(self) -> dict[str, mx.array]:

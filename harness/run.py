@@ -208,10 +208,15 @@ def _now() -> str:
 
 def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
     """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path."""
+    import shutil
+
     from harness.adapters import save_adapter
 
     folder = Path(out_dir) / report["run"]["id"]
-    if ctx.trained:
+    if "adapter_dir" in ctx.__dict__:  # already written once for the adapter checks
+        adapter = Path(shutil.copytree(ctx.adapter_dir, folder / "adapters"))
+        report["artifacts"]["adapter_path"] = str(adapter)
+    elif ctx.trained:
         adapter = save_adapter(ctx.lora_model, ctx.lora, folder / "adapters")
         report["artifacts"]["adapter_path"] = str(adapter)
     return json_report.write_atomic(folder / "report.json", json_report.dumps(report))
