@@ -17,6 +17,7 @@ import mlx.core as mx
 
 from harness import fingerprint, trainer
 from harness import recipe as recipes
+from harness.errors import EXIT_RANK_LOST
 
 
 def group():
@@ -65,6 +66,18 @@ def single_process_reference(ctx, batch) -> dict[str, mx.array]:
     return adapter_weights(model)
 
 
+def end_rank(rank: int, what: str) -> None:
+    """Leave at once with a clear message: a lost peer makes every later collective fail or block."""
+    print(
+        f"lora-harness: rank {rank}: {what}; another rank probably died or hung (see its log); "
+        "ending this rank without a report",
+        file=sys.stderr,
+        flush=True,
+    )
+    # os._exit: a normal exit would wait on the collective backend's threads, which never finish.
+    os._exit(EXIT_RANK_LOST)
+
+
 class Watchdog:
     """Ends this rank with a clear message when no step completes within `timeout_s`."""
 
@@ -87,37 +100,38 @@ class Watchdog:
     def _watch(self):
         while not self.done.wait(1.0):
             if time.monotonic() - self.last > self.timeout_s:
-                print(
-                    f"lora-harness: rank {self.rank}: no progress for {self.timeout_s:.0f} s; another "
-                    "rank probably died or hung (see its log); ending this rank",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                os._exit(5)
+                end_rank(self.rank, f"no progress for {self.timeout_s:.0f} s")
 
 
 class DistributedMixin:
     """The run context's data-parallel training run (see RunContext._train)."""
 
     def _train_distributed(self, model, before, gradient_keys, optimizer):
+        rank = self.group.rank()
+        with Watchdog(self.distributed_timeout, rank) as watchdog:
+            try:
+                return self._train_ranks(model, before, gradient_keys, optimizer, watchdog)
+            except RuntimeError as error:  # the ring backend raises when a peer's socket closes
+                end_rank(rank, f"training stopped: {error}")
+
+    def _train_ranks(self, model, before, gradient_keys, optimizer, watchdog):
         rank, size = self.group.rank(), self.group.size()
         batches = [shard(self.probe_batch, rank, size)] * self.lora.iters
-        with Watchdog(self.distributed_timeout, rank) as watchdog:
-            metrics = trainer.train(
-                model,
-                optimizer,
-                batches,
-                self.recipe,
-                distributed=True,
-                callbacks=[*self.step_callbacks, watchdog.beat],
-                gradient_keys=gradient_keys,
-            )
-            from harness.context import outcome
+        metrics = trainer.train(
+            model,
+            optimizer,
+            batches,
+            self.recipe,
+            distributed=True,
+            callbacks=[*self.step_callbacks, watchdog.beat],
+            gradient_keys=gradient_keys,
+        )
+        from harness.context import outcome
 
-            result = outcome(model, before, metrics, gradient_keys, optimizer)
-            reference = single_process_reference(self, self.probe_batch)
-            watchdog.beat()  # the local reference run is slow, not hung
-            result.extra = self._gather(model, result, reference, rank, size)
+        result = outcome(model, before, metrics, gradient_keys, optimizer)
+        reference = single_process_reference(self, self.probe_batch)
+        watchdog.beat()  # the local reference run is slow, not hung
+        result.extra = self._gather(model, result, reference, rank, size)
         return result
 
     def _gather(self, model, result, reference, rank: int, size: int) -> dict:
