@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
+from tests.sshd import free_port
 
 LAUNCH = shutil.which("mlx.launch")
 pytestmark = pytest.mark.skipif(LAUNCH is None, reason="mlx.launch not on PATH")
@@ -84,14 +85,6 @@ def test_a_hung_rank_is_ended_by_the_watchdog(tmp_path):
     )
     assert seconds < 60
     assert "no progress for 10 s; another rank probably died or hung" in done.stdout + done.stderr
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_rank_whose_peer_dies_exits_5_without_a_report(tmp_path):

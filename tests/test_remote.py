@@ -194,7 +194,7 @@ def test_run_past_its_deadline_is_killed_and_reported_timeout(cli, hosts, keys, 
     assert result.returncode == 4, result.stderr
     assert statuses(result) == {"studio-0": "timeout"}
     run_id = result.json()["run"]["id"]
-    pid = int((work_dir / "runs" / run_id / "pid").read_text())
+    pid = int((work_dir / "runs" / run_id / "studio-0" / "pid").read_text())
     time.sleep(1)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the remote process group is gone
@@ -213,6 +213,51 @@ def test_sshd_killed_mid_run_fails_that_host_only(cli, hosts, keys, work_dir, tm
     killer.join()
     assert result.returncode == 4, result.stderr
     assert statuses(result) == {"studio-0": "error", "studio-1": "passed"}
+
+
+DISTRIBUTED = ["--", "--model", "fixture:tiny"]
+
+
+def ring_args() -> list[str]:
+    return ["--distributed", "--starting-port", str(sshd.free_port())]
+
+
+def test_distributed_across_two_hosts_rank_0_reports_for_both(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(2), keys, work_dir)
+    result = remote(cli, fleet, known, *ring_args(), run_args=DISTRIBUTED)
+    assert result.returncode == 0, result.stderr
+    first, second = result.json()["hosts"]
+    assert (first["status"], second["status"]) == ("passed", "passed")
+    assert second["report"] is None and "report written by rank 0 (studio-0)" in second["message"]
+    report = json.loads(Path(first["report"]).read_text())
+    assert report["run"]["suite"] == "distributed"
+    assert [r["rank"] for r in report["distributed"]["ranks"]] == [0, 1]
+    assert (Path(first["report"]).parents[2] / "fleet.html").exists()
+
+
+def test_distributed_rank_that_dies_fails_the_run_with_its_reason(
+    cli, hosts, keys, work_dir, tmp_path
+):
+    fleet, known = write_fleet(tmp_path, hosts(2), keys, work_dir)
+    dying = [*DISTRIBUTED, "--inject-fault", "rank_dies", "--distributed-timeout", "30"]
+    result = remote(cli, fleet, known, *ring_args(), run_args=dying, timeout=300)
+    assert result.returncode == 4, result.stderr
+    first, second = result.json()["hosts"]
+    assert (first["exit_status"], second["exit_status"]) == (5, 9)
+    assert first["status"] == second["status"] == "error"
+    assert "another rank probably died or hung" in first["message"]
+    assert first["report"] is None
+
+
+def test_distributed_needs_two_hosts(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
+    result = remote(cli, fleet, known, *ring_args(), run_args=DISTRIBUTED)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("lora-harness: error: --distributed needs")
+    )
 
 
 def test_large_remote_output_does_not_hang(hosts, keys, tmp_path):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import InputError
-from harness.remote import deploy, detached, fleet, inventory
+from harness.remote import deploy, detached, fleet, inventory, ring
 from harness.remote.connection import HostFailure
 from harness.remote.host_run import RemoteOptions
 from harness.run import new_run_id
@@ -19,6 +19,7 @@ examples:
   lora-harness remote run --host ml@studio-1.local -- --model ~/models/Qwen2.5-7B-mlx
   lora-harness remote run --hosts fleet.toml --parallel 8 --json fleet.json -- --suite gate
   lora-harness remote run --retry-failed lora-harness-remote/<run-id>/fleet.json
+  lora-harness remote run --distributed --hosts two-studios.toml -- --model ~/models/Qwen2.5-7B-mlx
 
 Everything after -- is passed to `lora-harness run` on each host. Host keys are checked
 against ~/.ssh/known_hosts (and --known-hosts); unknown hosts are refused unless
@@ -45,6 +46,19 @@ def register(commands) -> None:
         help="rerun only hosts that did not pass",
     )
     run.add_argument("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    run.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one data-parallel run across the hosts, one rank each, on MLX's ring backend "
+        "(started as mlx.launch starts it; rank 0 writes the report)",
+    )
+    run.add_argument(
+        "--starting-port",
+        type=int,
+        default=ring.DEFAULT_STARTING_PORT,
+        metavar="PORT",
+        help=f"--distributed: rank i listens on PORT+i (default {ring.DEFAULT_STARTING_PORT}, as mlx.launch)",
+    )
     run.add_argument(
         "--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only"
     )
@@ -217,9 +231,14 @@ def handle_run(args) -> int:
     run_id = new_run_id()
     out = (args.out / run_id).resolve()
     options = _options(args, out)
+    parallel = args.parallel
+    if args.distributed:
+        options.ring, parallel = ring.plan(hosts, args.starting_port), len(hosts)
     build = deploy.build_wheel(args.wheelhouse)
     started = fleet.now()
-    results = fleet.run_fleet(hosts, build, options, args.parallel, run_id)
+    results = fleet.run_fleet(hosts, build, options, parallel, run_id)
+    if options.ring:
+        ring.judge_ranks(results, options.ring)
     run = {
         "id": run_id,
         "started_at": started,
@@ -244,7 +263,11 @@ def handle_run(args) -> int:
 def _render_fleet(results, out: Path) -> None:
     """fleet.html and junit.xml from the collected JSON reports (the controller renders)."""
     reports = [json_report.load(Path(r.report)) for r in results if r.report]
-    infrastructure = [{"name": r.name, "status": r.status} for r in results if not r.report]
+    infrastructure = [
+        {"name": r.name, "status": r.status}
+        for r in results
+        if not r.report and r.status not in ("passed", "failed")  # ranks > 0 share rank 0's
+    ]
     if reports or infrastructure:
         render.write_html(out / "fleet.html", reports, infrastructure=infrastructure)
     if reports:

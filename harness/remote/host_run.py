@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.remote import deploy, shell
+from harness.remote import deploy, ring, shell
 from harness.remote.connection import HostFailure, KeepaliveMonitor, connect
 from harness.remote.inventory import Host
 
@@ -37,6 +37,7 @@ class RemoteOptions:
         default_factory=lambda: {"connect": 20, "deploy": 1800, "run": 7200, "collect": 600}
     )
     echo: bool = True
+    ring: ring.RingPlan | None = None  # --distributed: one rank per host
 
 
 @dataclass
@@ -50,6 +51,7 @@ class HostResult:
     trusted_host_keys: list = field(default_factory=list)
     deploy: dict = field(default_factory=dict)
     host: dict = field(default_factory=dict)
+    exit_status: int | None = None
 
 
 def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> HostResult:
@@ -67,6 +69,8 @@ def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> 
     except Exception as error:  # one host's crash must never stop the others
         result.status, result.message = "error", f"{error.__class__.__name__}: {error}"
     finally:
+        if options.ring and "run" not in result.phase_durations:
+            options.ring.abandon()  # failed before its rank started: release the others
         if client is not None:
             client.close()
     return result
@@ -83,7 +87,10 @@ def _run_phases(client, host, build, options, run_id, cancel, result) -> None:
             client, sftp, build, python, work_dir, options.system_site_packages, result.deploy
         )
         result.phase_durations["deploy"] = round(time.monotonic() - tic, 3)
-        run_dir = f"{work_dir}/runs/{run_id}"
+        if options.ring:
+            options.ring.all_deployed(host, options.timeouts["deploy"])
+        # One folder per host: two inventory entries may share a machine and its work dir.
+        run_dir = f"{work_dir}/runs/{run_id}/{safe_name(host.name)}"
         tic = time.monotonic()
         completed = _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive)
         result.phase_durations["run"] = round(time.monotonic() - tic, 3)
@@ -92,14 +99,21 @@ def _run_phases(client, host, build, options, run_id, cancel, result) -> None:
             client, sftp, run_dir, options.out / host.name, options.timeouts["collect"]
         )
         result.phase_durations["collect"] = round(time.monotonic() - tic, 3)
+    result.exit_status = completed.exit_status
     _judge(result, completed, report, keepalive.dead.is_set())
 
 
 def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
     command = [venv_python, "-m", "harness", "run", "--out", f"{run_dir}/out", *options.run_args]
-    env = [f"{k}={v}" for k, v in options.remote_env.items()]
-    launch = ["env", *env, venv_python, "-c", LAUNCHER, f"{run_dir}/pid", *command]
-    script = f"mkdir -p {shell.quote([run_dir])} && cd {shell.quote([run_dir])} && exec {shell.quote(launch)}"
+    env = dict(options.remote_env)
+    prepare = f"mkdir -p {shell.quote([run_dir])} && cd {shell.quote([run_dir])} && "
+    if options.ring:
+        env.update(options.ring.env(host, run_dir))
+        command.append("--distributed")
+        prepare += f"printf %s {shell.quote([options.ring.hostfile])} > {ring.HOSTFILE} && "
+    env_args = [f"{k}={v}" for k, v in env.items()]
+    launch = ["env", *env_args, venv_python, "-c", LAUNCHER, f"{run_dir}/pid", *command]
+    script = f"{prepare}exec {shell.quote(launch)}"
     echo = (
         (lambda line: print(f"[{host.name}] {line}", file=sys.stderr, flush=True))
         if options.echo

@@ -15,6 +15,7 @@ fleet.toml:
     python = "/usr/bin/python3"     # interpreter the remote venv is made from
     work_dir = "~/.lora-harness"    # wheels, venvs and runs live here
     labels = ["m2-ultra", "192gb"]
+    ips = ["10.0.0.1"]              # --distributed: its address on the ranks' network
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Host:
     work_dir: str = DEFAULT_WORK_DIR
     labels: list[str] = field(default_factory=list)
     proxy_command: str | None = None
+    ips: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {
@@ -50,6 +52,7 @@ class Host:
             "python": self.python,
             "work_dir": self.work_dir,
             "labels": self.labels,
+            "ips": self.ips,
         }
 
 
@@ -98,6 +101,7 @@ def load_fleet(path: Path) -> list[Host]:
                 python=merged.get("python", "python3"),
                 work_dir=merged.get("work_dir", DEFAULT_WORK_DIR),
                 labels=list(merged.get("labels", [])),
+                ips=[str(ip) for ip in merged.get("ips", [])],
             )
         )
     return hosts
