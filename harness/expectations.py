@@ -4,7 +4,8 @@ Deriving the numbers from the converter under test would make every count check 
 construction. Instead they come from the model config (for the Llama/Qwen family, whose
 projection sizes follow from hidden size, heads, kv-heads and intermediate size) or from
 a walk of the *unconverted* model's modules, plus the documented rules of mlx-lm's
-converter: the last `num_layers` blocks; `keys`, or every Linear/Embedding of a block.
+converter: the last `num_layers` blocks; `keys`, or every Linear/Embedding of a block;
+a mixture-of-experts SwitchLinear gets one (lora_a, lora_b) pair stacked over its experts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Projection:
     key: str
     in_dims: int
     out_dims: int
+    experts: int = 0  # > 0 for a SwitchLinear: its adapter is stacked over the experts
 
 
 @dataclass
@@ -51,7 +53,8 @@ class Expectations:
     def derived(self) -> dict[str, int]:
         arrays_per_module = 3 if self.use_dora else 2
         scalars = sum(
-            self.rank * (p.in_dims + p.out_dims) + (p.out_dims if self.use_dora else 0)
+            self.rank * (p.in_dims + p.out_dims) * max(p.experts, 1)
+            + (p.out_dims if self.use_dora else 0)
             for p in self.projections
         )
         return {
@@ -79,6 +82,10 @@ class Expectations:
         shapes = {}
         for p in self.projections:
             stem = f"{self.layers_prefix}{p.block}.{p.key}"
+            if p.experts:  # mlx-lm's LoRASwitchLinear layout
+                shapes[f"{stem}.lora_a"] = (p.experts, self.rank, p.in_dims)
+                shapes[f"{stem}.lora_b"] = (p.experts, p.out_dims, self.rank)
+                continue
             shapes[f"{stem}.lora_a"] = (p.in_dims, self.rank)
             shapes[f"{stem}.lora_b"] = (self.rank, p.out_dims)
             if self.use_dora:
@@ -119,6 +126,11 @@ def derive(config: dict, base_model, lora: LoRAConfig, pinned: dict | None = Non
         for key in keys
         if key in shapes_per_block[i]
     ]
+    if lora.use_dora and any(p.experts for p in projections):
+        raise InputError(
+            "DoRA does not support mixture-of-experts (SwitchLinear) layers in mlx-lm; use "
+            "--fine-tune-type lora, or --keys without the expert projections"
+        )
     if not projections:
         available = sorted({k for s in shapes_per_block for k in s})
         raise InputError(
@@ -185,12 +197,18 @@ def _family_block_shapes(config: dict) -> dict[str, tuple[int, int]]:
     }
 
 
-def _walk_block(block) -> dict[str, tuple[int, int]]:
+def _walk_block(block) -> dict[str, tuple[int, ...]]:
+    """key -> (in_dims, out_dims[, experts]) of every module mlx-lm's converter would adapt."""
     import mlx.nn as nn
+    from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchLinear
 
     shapes = {}
     for name, module in block.named_modules():
-        if isinstance(module, nn.QuantizedLinear):
+        if isinstance(module, (SwitchLinear, QuantizedSwitchLinear)):
+            experts, out_dims, stored = module.weight.shape
+            in_dims = stored * 32 // module.bits if hasattr(module, "bits") else stored
+            shapes[name] = (in_dims, out_dims, experts)
+        elif isinstance(module, nn.QuantizedLinear):
             out_dims, packed = module.weight.shape
             shapes[name] = (packed * 32 // module.bits, out_dims)
         elif isinstance(module, nn.Linear):
@@ -198,9 +216,4 @@ def _walk_block(block) -> dict[str, tuple[int, int]]:
             shapes[name] = (in_dims, out_dims)
         elif isinstance(module, nn.Embedding):
             shapes[name] = tuple(module.weight.shape)
-        elif type(module).__name__ in ("SwitchLinear", "QuantizedSwitchLinear"):
-            raise InputError(
-                "expectations for mixture-of-experts (SwitchLinear) blocks are not derived yet; "
-                "pin them with --expect lora_layers=N --expect trainable_arrays=N ..."
-            )
     return shapes

@@ -73,6 +73,22 @@ CATALOGUE: dict[str, dict] = {
         "max_position_embeddings": 32768,
         "tie_word_embeddings": False,
     },
+    "mixtral-8x7b": {  # mixture of experts: 8 SwitchLinear experts per block, 2 active
+        "model_type": "mixtral",
+        "architectures": ["MixtralForCausalLM"],
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+        "vocab_size": 32000,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": False,
+    },
 }
 
 

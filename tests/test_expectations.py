@@ -155,3 +155,81 @@ def test_walk_handles_models_outside_the_config_families():
     assert expected.derived_from == "model-structure"
     actual = actual_counts(build_from_config(config), lora)
     assert expected.derived() == {k: v for k, v in actual.items() if k != "keys"}
+
+
+MOE_CONFIGS = {
+    "mixtral": {
+        "model_type": "mixtral",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 24,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "vocab_size": 64,
+        "rms_norm_eps": 1e-5,
+    },
+    "qwen2_moe": {
+        "model_type": "qwen2_moe",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 48,
+        "moe_intermediate_size": 16,
+        "shared_expert_intermediate_size": 24,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "vocab_size": 64,
+        "rms_norm_eps": 1e-6,
+    },
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(MOE_CONFIGS))
+@pytest.mark.parametrize("num_layers", [-1, 1])
+def test_mixture_of_experts_blocks_match_the_converter(model_type, num_layers):
+    config = MOE_CONFIGS[model_type]
+    lora = LoRAConfig(rank=4, num_layers=num_layers)
+    expected = expectations.derive(config, build_from_config(config), lora)
+    converted = build_from_config(config)
+    actual = actual_counts(converted, lora)
+    assert expected.derived() == {k: v for k, v in actual.items() if k != "keys"}
+    assert expected.trainable_keys() == actual["keys"]
+    real_shapes = {name: a.shape for name, a in tree_flatten(converted.trainable_parameters())}
+    assert expected.adapter_shapes() == real_shapes
+    assert any(p.experts == 4 for p in expected.projections)
+
+
+def test_dora_on_expert_layers_is_an_input_error():
+    config = MOE_CONFIGS["mixtral"]
+    with pytest.raises(InputError, match="DoRA does not support mixture-of-experts"):
+        expectations.derive(config, build_from_config(config), LoRAConfig(fine_tune_type="dora"))
+
+
+def test_quantized_expert_layers_report_their_logical_sizes():
+    import mlx.nn as nn
+
+    config = {**MOE_CONFIGS["mixtral"], "intermediate_size": 64}  # quantized in groups of 32
+    lora = LoRAConfig(rank=4)
+
+    def quantized():
+        model = build_from_config(config)
+        nn.quantize(model, group_size=32, bits=4)
+        return model
+
+    expected = expectations.derive(config, quantized(), lora)
+    assert {p.in_dims for p in expected.projections if p.experts} == {32, 64}
+    actual = actual_counts(quantized(), lora)
+    assert expected.derived() == {k: v for k, v in actual.items() if k != "keys"}
+
+
+def test_mixtral_shape_counts_experts_as_one_stacked_pair_each():
+    source = resolve("shape:mixtral-8x7b")
+    model, _ = source.load()
+    expected = expectations.derive(source.config, model, LoRAConfig(rank=8))
+    # per block: q, k, v, o, the router and three expert projections (8 experts each)
+    assert expected.derived()["lora_layers"] == 32 * 8
+    actual = actual_counts(model, LoRAConfig(rank=8))
+    assert expected.derived() == {k: v for k, v in actual.items() if k != "keys"}
