@@ -1,0 +1,27 @@
+"""The ring plan `remote run --distributed` hands to every rank, as mlx.launch would."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import InputError
+from harness.remote import ring
+from harness.remote.inventory import Host
+
+
+def test_each_rank_listens_on_its_hosts_ip_at_port_plus_rank():
+    hosts = [Host("a", "studio-1.local", ips=["10.0.0.1"]), Host("b", "127.0.0.1")]
+    plan = ring.plan(hosts, starting_port=40000)
+    assert json.loads(plan.hostfile) == [["10.0.0.1:40000"], ["127.0.0.1:40001"]]
+    assert plan.env(hosts[1], "/runs/x") == {
+        "MLX_RANK": "1",
+        "MLX_HOSTFILE": "/runs/x/hostfile.json",
+    }
+
+
+def test_a_host_the_controller_cannot_resolve_asks_for_its_ips():
+    hosts = [Host("a", "127.0.0.1"), Host("b", "no-such-host.invalid")]
+    with pytest.raises(InputError, match=r"give that host `ips = \["):
+        ring.plan(hosts)
