@@ -6,6 +6,8 @@ The CLI and (later) the pytest plugin are thin adapters over `prepare` and `exec
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import secrets
 import sys
 import time
@@ -120,6 +122,7 @@ def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
                     "rank": r,
                     "trainable_arrays": extra["trainable_arrays"][r],
                     "base_changed": extra["base_changed"][r],
+                    "adapter_digest": _short_digest(extra["adapter_digests"][r]),
                 }
                 for r in range(extra["size"])
             ],
@@ -127,6 +130,11 @@ def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
         }
     report["summary"] = json_report.summarise(results)
     return report
+
+
+def _short_digest(values: list[int]) -> str:
+    """A rank's LoRA fingerprint as 16 hex digits: equal on every rank of an in-sync run."""
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
 
 
 def report_header(

@@ -60,6 +60,7 @@ def _host_view(report: dict, index: int, history: list[dict] | None) -> dict:
         "charts": charts.training_charts(report["metrics"]["steps"]),
         "trends": charts.trend_charts(history or []),
         "selftest": _selftest_view(report.get("selftest")),
+        "ranks": _ranks_view(report.get("distributed")),
         "generation": None,
     }
     if generation:
@@ -88,6 +89,17 @@ def _selftest_view(section: dict | None) -> dict | None:
         statuses = [fault.get("statuses", {}).get(c, "skip") for c in section["checks"]]
         rows.append({**fault, "verdict": verdict, "badge": badge, "statuses": statuses})
     return {"checks": section["checks"], "rows": rows}
+
+
+def _ranks_view(section: dict | None) -> list[dict] | None:
+    """One row per rank; a LoRA digest that differs from rank 0's marks a rank out of sync."""
+    if not section:
+        return None
+    first = section["ranks"][0].get("adapter_digest")
+    return [
+        {**rank, "in_sync": rank.get("adapter_digest") == first and rank["base_changed"] == 0}
+        for rank in section["ranks"]
+    ]
 
 
 def _fleet_view(reports: list[dict], infrastructure: list[dict]) -> dict:

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 
+import jsonschema
 import pytest
 
+from reports import html, json_report
 from tests.conftest import ROOT
 from tests.sshd import free_port
 
@@ -58,14 +60,23 @@ def test_two_ranks_train_in_sync_and_match_one_process(tmp_path):
     document = report(tmp_path)
     assert document["summary"]["verdict"] == "pass", [c["message"] for c in document["checks"]]
     assert document["run"]["suite"] == "distributed"
-    assert [r["rank"] for r in document["distributed"]["ranks"]] == [0, 1]
+    ranks = document["distributed"]["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["adapter_digest"] == ranks[1]["adapter_digest"]
+    jsonschema.validate(document, json_report.schema())
+    page = html.render([document])
+    assert page.count('class="rank"') == 2 and "differs from rank 0" not in page
 
 
 def test_a_rank_skipping_the_average_is_caught(tmp_path):
     launch(tmp_path, "--inject-fault", "rank_skips_average")
-    statuses = {c["name"]: c["status"] for c in report(tmp_path)["checks"]}
+    document = report(tmp_path)
+    statuses = {c["name"]: c["status"] for c in document["checks"]}
     assert statuses["ranks_in_sync"] == "fail"
     assert statuses["distributed_matches_single"] == "fail"
+    first, second = document["distributed"]["ranks"]
+    assert first["adapter_digest"] != second["adapter_digest"]
+    assert "differs from rank 0" in html.render([document])
 
 
 def test_a_dead_rank_ends_the_run_within_its_deadline(tmp_path):
