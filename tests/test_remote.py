@@ -140,6 +140,45 @@ def test_four_hosts_at_once(cli, hosts, keys, work_dir, tmp_path):
     assert len(statuses(result)) == 4
 
 
+def test_two_entries_for_one_machine_build_its_venv_once(cli, hosts, keys, tmp_path):
+    # Same machine, same fresh work dir: without the remote lock both create one venv at once.
+    fleet, known = write_fleet(tmp_path, hosts(2), keys, tmp_path / "fresh-work")
+    result = remote(cli, fleet, known, "--parallel", "2")
+    assert result.returncode == 0, [h["message"] for h in result.json()["hosts"]]
+    installs = [h["deploy"].get("installed", False) for h in result.json()["hosts"]]
+    assert sorted(installs) == [False, True]
+
+
+def test_ssh_config_aliases_and_proxy_command_are_honoured(cli, hosts, keys, work_dir, tmp_path):
+    direct, behind = hosts(2)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{direct.known_hosts_line()}\n{behind.known_hosts_line()}\n")
+    jump = (
+        f"ssh -q -o BatchMode=yes -o UserKnownHostsFile={known} -i {keys / 'user_key'} "
+        f"-p {direct.port} root@127.0.0.1 -W %h:%p"
+    )
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host studio-alias\n  HostName 127.0.0.1\n  Port {direct.port}\n  User root\n"
+        f"  IdentityFile {keys / 'user_key'}\n"
+        f"Host behind-jump\n  HostName 127.0.0.1\n  Port {behind.port}\n  User root\n"
+        f"  IdentityFile {keys / 'user_key'}\n  ProxyCommand {jump}\n"
+    )
+    result = cli(
+        "remote", "run", "--host", "studio-alias", "--host", "behind-jump",
+        "--ssh-config", str(config), "--known-hosts", str(known),
+        "--remote-python", sys.executable, "--work-dir", str(work_dir),
+        "--system-site-packages", "--remote-env",
+        f"LORA_HARNESS_CACHE={os.environ['LORA_HARNESS_CACHE']}",
+        "--out", "out", "--json", "-", *STRUCTURE,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, [h["message"] for h in result.json()["hosts"]]
+    assert statuses(result) == {"studio-alias": "passed", "behind-jump": "passed"}
+    ports = {h["name"]: h["host"]["port"] for h in result.json()["hosts"]}
+    assert ports == {"studio-alias": direct.port, "behind-jump": behind.port}
+
+
 def test_unknown_host_key_is_refused_unless_trusted_explicitly(
     cli, hosts, keys, work_dir, tmp_path
 ):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -87,7 +88,7 @@ def upload(client, sftp, python: str, local: Path, remote_dir: str, stats: dict)
     if _remote_sha256(client, python, target) == digest:
         return target
     shell.run(client, shell.quote(["mkdir", "-p", f"{remote_dir}/{digest}"]), timeout=60)
-    partial = f"{target}.part"
+    partial = f"{target}.{secrets.token_hex(4)}.part"  # two uploaders never share one
     sftp.put(str(local), partial)
     stats["bytes_uploaded"] = stats.get("bytes_uploaded", 0) + local.stat().st_size
     sftp.posix_rename(partial, target)
@@ -110,30 +111,44 @@ def ensure_venv(
     marker = f"{venv}/.harness-{build.sha256[:16]}"
     if shell.run(client, shell.quote(["test", "-e", marker]), timeout=30).exit_status == 0:
         return venv_python
-    if shell.run(client, shell.quote(["test", "-x", venv_python]), timeout=30).exit_status != 0:
-        create = (
-            [python, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + [venv]
-        )
-        _must(client, shell.quote(create), "create the venv", timeout=600)
-    _install(client, venv_python, wheel, house, work_dir)
-    _must(client, shell.quote(["touch", marker]), "mark the venv", timeout=30)
-    stats["installed"] = True
+    create = [python, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + [venv]
+    pip = [venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    offline = pip + ["--no-index"]
+    for path in house:
+        offline += ["--find-links", path.rsplit("/", 1)[0]]
+    # Re-checked under the lock: another entry for the same machine may have installed it.
+    # Offline first: deps already present (system site-packages, wheelhouse) need no index.
+    script = (
+        f"test -e {shell.quote([marker])} || {{ "
+        f"{{ test -x {shell.quote([venv_python])} || {shell.quote(create)}; }} && "
+        f"{{ {shell.quote(offline + [wheel])} || {shell.quote(pip + [wheel])}; }} && "
+        f"touch {shell.quote([marker])} && echo {_INSTALLED}; }}"
+    )
+    done = _must(client, _locked(python, f"{venv}.lock", script), "install the harness", 3600)
+    stats["installed"] = _INSTALLED in done.stdout_tail
     return venv_python
 
 
-def _install(client, venv_python: str, wheel: str, house: list[str], work_dir: str) -> None:
-    pip = [venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    offline = pip + ["--no-index"] + (["--find-links", f"{work_dir}/wheelhouse"] if house else [])
-    for path in house:
-        offline += ["--find-links", path.rsplit("/", 1)[0]]
-    # Offline first: deps already present (system site-packages, wheelhouse) need no index.
-    if shell.run(client, shell.quote(offline + [wheel]), timeout=1800).exit_status == 0:
-        return
-    _must(client, shell.quote(pip + [wheel]), "install the harness wheel", timeout=3600)
+_INSTALLED = "lora-harness-installed"
+
+# Holds an flock on `lock` while `sh -c script` runs (the descriptor survives the exec), so
+# two inventory entries for one machine never build the same venv at once. Python, because
+# macOS has no flock(1); released by the kernel if the controller dies.
+_LOCKER = (
+    "import fcntl,os,sys\n"
+    "os.makedirs(os.path.dirname(sys.argv[1]),exist_ok=True)\n"
+    "f=open(sys.argv[1],'w');fcntl.flock(f,fcntl.LOCK_EX);os.set_inheritable(f.fileno(),True)\n"
+    "os.execvp('sh',['sh','-c',sys.argv[2]])"
+)
 
 
-def _must(client, command: str, what: str, timeout: float) -> None:
+def _locked(python: str, lock: str, script: str) -> str:
+    return shell.quote([python, "-c", _LOCKER, lock, script])
+
+
+def _must(client, command: str, what: str, timeout: float):
     result = shell.run(client, command, timeout=timeout)
     if result.exit_status != 0:
         last = (result.stderr_tail.strip().splitlines() or ["no output"])[-1]
         raise HostFailure("error", f"could not {what} on the host: {last}")
+    return result
