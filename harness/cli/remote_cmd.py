@@ -190,7 +190,7 @@ def _hosts(args) -> list[inventory.Host]:
     if args.hosts:
         hosts += inventory.load_fleet(args.hosts)
     if args.retry_failed:
-        hosts += fleet.hosts_to_retry(args.retry_failed)
+        hosts += fleet.hosts_to_retry(args.retry_failed, getattr(args, "distributed", False))
     if not hosts:
         raise InputError(
             "no hosts: pass --host user@host, --hosts fleet.toml or --retry-failed SUMMARY.json"

@@ -60,18 +60,20 @@ def document(results: list[HostResult], run: dict) -> dict:
     }
 
 
-def hosts_to_retry(path: Path) -> list[Host]:
-    """Hosts that did not pass in an earlier fleet summary."""
+def hosts_to_retry(path: Path, whole_ring: bool = False) -> list[Host]:
+    """Hosts that did not pass in an earlier fleet summary; for a ring, every host if any
+    failed (a rank cannot run without its peers)."""
     try:
         earlier = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         raise InputError(f"--retry-failed {path} is not a readable fleet summary JSON")
     if earlier.get("kind") != "fleet":
         raise InputError(f"--retry-failed {path} is not a fleet summary (kind != fleet)")
+    failed = [h for h in earlier["hosts"] if h["status"] != "passed"]
+    chosen = earlier["hosts"] if whole_ring and failed else failed
     return [
         Host(**{k: v for k, v in h["host"].items() if k in Host.__dataclass_fields__})
-        for h in earlier["hosts"]
-        if h["status"] != "passed"
+        for h in chosen
     ]
 
 
