@@ -32,40 +32,7 @@ timeout, error).
 def register(commands) -> None:
     remote = commands.add_parser("remote", help="run the harness on remote hosts over SSH")
     actions = remote.add_subparsers(dest="remote_action", metavar="ACTION", required=True)
-    run = actions.add_parser(
-        "run",
-        help="deploy, run and collect on one host or a fleet",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _connection_args(run)
-    run.add_argument(
-        "--retry-failed",
-        type=Path,
-        metavar="SUMMARY.json",
-        help="rerun only hosts that did not pass",
-    )
-    run.add_argument("--parallel", type=int, default=4, help="hosts at once (default 4)")
-    run.add_argument(
-        "--distributed",
-        action="store_true",
-        help="one data-parallel run across the hosts, one rank each, on MLX's ring backend "
-        "(started as mlx.launch starts it; rank 0 writes the report)",
-    )
-    run.add_argument(
-        "--starting-port",
-        type=int,
-        default=ring.DEFAULT_STARTING_PORT,
-        metavar="PORT",
-        help=f"--distributed: rank i listens on PORT+i (default {ring.DEFAULT_STARTING_PORT}, as mlx.launch)",
-    )
-    run.add_argument(
-        "--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only"
-    )
-    run.add_argument(
-        "run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness run"
-    )
-    run.set_defaults(handler=handle_run)
+    _register_run(actions)
     train = actions.add_parser(
         "train", help="start `lora-harness train` detached on the hosts (survives disconnecting)"
     )
@@ -82,6 +49,40 @@ def register(commands) -> None:
         _connection_args(action)
         action.add_argument("run_id", help="the run id printed by remote train")
         action.set_defaults(handler=handler, retry_failed=None, run_args=[])
+
+
+def _register_run(actions) -> None:
+    run = actions.add_parser(
+        "run",
+        help="deploy, run and collect on one host or a fleet",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _connection_args(run)
+    add = run.add_argument
+    add(
+        "--retry-failed",
+        type=Path,
+        metavar="SUMMARY.json",
+        help="rerun only hosts that did not pass",
+    )
+    add("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    add(
+        "--distributed",
+        action="store_true",
+        help="one data-parallel run across the hosts, one rank each, on MLX's ring backend "
+        "(started as mlx.launch starts it; rank 0 writes the report)",
+    )
+    add(
+        "--starting-port",
+        type=int,
+        default=ring.DEFAULT_STARTING_PORT,
+        metavar="PORT",
+        help=f"--distributed: rank i listens on PORT+i (default {ring.DEFAULT_STARTING_PORT}, as mlx.launch)",
+    )
+    add("--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only")
+    add("run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness run")
+    run.set_defaults(handler=handle_run)
 
 
 def _connection_args(parser) -> None:

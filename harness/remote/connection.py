@@ -70,35 +70,40 @@ def connect(host: Host, known_hosts: list[str], trust_new: bool, timeout: float)
             allow_agent=True,
             look_for_keys=not host.identity_files,
         )
-    except paramiko.BadHostKeyException as exc:
-        raise HostFailure(
+    except (paramiko.SSHException, TimeoutError, OSError, EOFError) as exc:
+        raise _failure(host, exc)
+    return client, (policy.trusted if trust_new else [])
+
+
+def _failure(host: Host, exc: Exception) -> HostFailure:
+    """The fleet status and a message that says what to do, for a failed connect."""
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return HostFailure(
             "hostkey_rejected",
             f"host key for {host.hostname} CHANGED ({exc.key.get_name()}); "
             "if the host was reinstalled, remove the old line from known_hosts and verify the new key",
         )
-    except paramiko.AuthenticationException:
-        raise HostFailure(
+    if isinstance(exc, paramiko.AuthenticationException):
+        return HostFailure(
             "auth_failed",
             f"authentication as {host.user} failed; check the key "
             "(identity_file, ssh-agent) and the host's authorized_keys",
         )
-    except paramiko.SSHException as exc:
+    if isinstance(exc, paramiko.SSHException):
         if "not found in known_hosts" in str(exc):
             target = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
-            raise HostFailure(
+            return HostFailure(
                 "hostkey_rejected",
                 f"unknown host key for {target}; verify it and add it with "
                 f"ssh-keyscan -p {host.port} {host.hostname} >> ~/.ssh/known_hosts, or pass --trust-new-hosts",
             )
-        raise HostFailure(
+        return HostFailure(
             "unreachable", f"SSH handshake with {host.hostname}:{host.port} failed: {exc}"
         )
-    except (TimeoutError, OSError, EOFError) as exc:
-        raise HostFailure(
-            "unreachable",
-            f"cannot reach {host.hostname}:{host.port}: {exc.__class__.__name__}: {exc}",
-        )
-    return client, (policy.trusted if trust_new else [])
+    return HostFailure(
+        "unreachable",
+        f"cannot reach {host.hostname}:{host.port}: {exc.__class__.__name__}: {exc}",
+    )
 
 
 class KeepaliveMonitor:
