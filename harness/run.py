@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness import environment, expectations, options, suites
 from harness.context import RunContext
+from harness.errors import InputError
 from harness.generation import GenerationSettings
 from harness.lora_config import LoRAConfig
 from harness.recipe import CORRECT, Recipe
@@ -90,6 +91,13 @@ def prepare(settings: Settings, step_callbacks=()) -> RunContext:
         distributed=settings.distributed,
     )
     ctx.distributed_timeout = settings.distributed_timeout
+    if ctx.group is not None and ctx.group.size() < 2:
+        # One rank cannot be out of sync with itself: the distributed checks would pass vacuously.
+        raise InputError(
+            "--distributed found a single rank; start every rank with MLX's launcher, e.g. "
+            "mlx.launch -n 2 --backend ring lora-harness run --distributed "
+            "(or lora-harness remote run --distributed --hosts FLEET.toml)"
+        )
     ctx.expectations  # noqa: B018  (raises InputError for keys matching nothing, etc.)
     if source.has_weights:
         ctx.probe_batch  # noqa: B018  (raises InputError for unusable data)

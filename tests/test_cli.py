@@ -131,6 +131,7 @@ def test_json_path_is_written(cli, tmp_path):
         (["--model", "shape:qwen2.5-7b", "--check", "nope"], ["lora-harness list"]),
         (["--num-layers", "0"], ["adapts no block"]),
         (["-c", "missing.yaml"], ["does not exist"]),
+        (["--distributed"], ["found a single rank", "mlx.launch -n 2"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args, fragments):
