@@ -1,9 +1,7 @@
 """The saved adapter, loaded back through mlx_lm.load, reproduces the trained model exactly."""
 
-import mlx.core as mx
-
 from harness.adapters import rejected_message, rejection_guard
-from harness.checking import Check, Measurement, SkipCheck, register
+from harness.checking import Check, Measurement, SkipCheck, logit_difference, register
 
 
 @register
@@ -25,12 +23,9 @@ class AdapterRoundtrip(Check):
     def measure(self, ctx) -> Measurement:
         if ctx.adapter_path is not None:
             raise SkipCheck("doctor: there is no in-memory trained model to compare with")
-        trained = ctx.trained_logits
-        loaded = ctx.loaded_adapter_logits
-        difference = mx.max(mx.abs(trained - loaded)).item()
-        scale = max(mx.max(mx.abs(trained)).item(), 1e-12)
+        difference, relative = logit_difference(ctx.loaded_adapter_logits, ctx.trained_logits)
         return Measurement(
-            difference / scale,
+            relative,
             0.0,
             {"max_abs_difference": difference, "adapter_path": str(ctx.adapter_dir)},
         )

@@ -3,7 +3,7 @@
 import mlx.core as mx
 
 from harness.adapters import rejected_message, rejection_guard
-from harness.checking import Check, Measurement, register
+from harness.checking import Check, Measurement, logit_difference, register
 
 
 @register
@@ -24,8 +24,7 @@ class FuseEquivalence(Check):
     @rejection_guard
     def measure(self, ctx) -> Measurement:
         adapter, fused, base = ctx.loaded_adapter_logits, ctx.fused_logits, ctx.base_logits
-        scale = max(mx.max(mx.abs(adapter)).item(), 1e-12)
-        distance = mx.max(mx.abs(fused - adapter)).item() / scale
+        distance = logit_difference(fused, adapter)[1]
         agreement = mx.mean(mx.argmax(fused, axis=-1) == mx.argmax(adapter, axis=-1)).item()
         from_base = mx.max(mx.abs(fused - base)).item()
         evidence = {"greedy_token_agreement": agreement, "fused_vs_base_max_change": from_base}

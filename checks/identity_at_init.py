@@ -1,8 +1,6 @@
 """Right after conversion the LoRA model must compute exactly what the base model computes."""
 
-import mlx.core as mx
-
-from harness.checking import Check, Measurement, register
+from harness.checking import Check, Measurement, logit_difference, register
 
 
 @register
@@ -22,17 +20,11 @@ class IdentityAtInit(Check):
     relative_tolerance = 1e-5
 
     def measure(self, ctx) -> Measurement:
-        base, lora = ctx.base_logits, ctx.init_logits
-        difference = mx.abs(base.astype(mx.float32) - lora.astype(mx.float32))
-        scale = mx.maximum(mx.max(mx.abs(base.astype(mx.float32))), mx.array(1e-12))
-        relative = (mx.max(difference) / scale).item()
+        difference, relative = logit_difference(ctx.init_logits, ctx.base_logits)
         return Measurement(
             observed=relative,
             expected=0.0,
-            evidence={
-                "max_abs_difference": mx.max(difference).item(),
-                "tolerance": self.relative_tolerance,
-            },
+            evidence={"max_abs_difference": difference, "tolerance": self.relative_tolerance},
         )
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:

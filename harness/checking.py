@@ -104,3 +104,12 @@ def all_checks() -> dict[str, type[Check]]:
     import checks  # noqa: F401  (registers on import)
 
     return dict(REGISTRY)
+
+
+def logit_difference(observed, reference) -> tuple[float, float]:
+    """(max |observed - reference|, that divided by max |reference|), in float32."""
+    import mlx.core as mx
+
+    observed, reference = observed.astype(mx.float32), reference.astype(mx.float32)
+    difference = mx.max(mx.abs(observed - reference)).item()
+    return difference, difference / max(mx.max(mx.abs(reference)).item(), 1e-12)
