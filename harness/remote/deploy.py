@@ -133,7 +133,7 @@ _INSTALLED = "lora-harness-installed"
 
 # Holds an flock on `lock` while `sh -c script` runs (the descriptor survives the exec), so
 # two inventory entries for one machine never build the same venv at once. Python, because
-# macOS has no flock(1); released by the kernel if the controller dies.
+# macOS has no flock(1); the kernel releases it when the script ends, however it ends.
 _LOCKER = (
     "import fcntl,os,sys\n"
     "os.makedirs(os.path.dirname(sys.argv[1]),exist_ok=True)\n"

@@ -88,7 +88,7 @@ def _run_phases(client, host, build, options, run_id, cancel, result) -> None:
         )
         result.phase_durations["deploy"] = round(time.monotonic() - tic, 3)
         if options.ring:
-            options.ring.all_deployed(host, options.timeouts["deploy"])
+            options.ring.all_deployed(options.timeouts["deploy"])
         # One folder per host: two inventory entries may share a machine and its work dir.
         run_dir = f"{work_dir}/runs/{run_id}/{safe_name(host.name)}"
         tic = time.monotonic()

@@ -33,7 +33,7 @@ class RingPlan:
     def env(self, host: Host, run_dir: str) -> dict[str, str]:
         return {"MLX_RANK": str(self.ranks[host.name]), "MLX_HOSTFILE": f"{run_dir}/{HOSTFILE}"}
 
-    def all_deployed(self, host: Host, timeout: float) -> None:
+    def all_deployed(self, timeout: float) -> None:
         """Wait until every host is deployed: a rank started early would give up on its peers."""
         try:
             self.barrier.wait(timeout)
