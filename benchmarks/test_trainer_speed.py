@@ -8,11 +8,11 @@ absolute time is asserted.
 from __future__ import annotations
 
 import pytest
-
-from harness import bench, fingerprint
-from harness.lora_config import LoRAConfig
-from harness.recipe import split_adapter_and_base
-from harness.sources import resolve
+from lora_harness.bench import bench
+from lora_harness.core import fingerprint
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.lora.recipe import split_adapter_and_base
+from lora_harness.models.sources import resolve
 
 STEPS = 12
 
@@ -55,7 +55,7 @@ def test_fingerprint(benchmark, source):
 
 
 def test_structure_suite_on_qwen25_7b(benchmark):
-    from harness import context, suites
+    from lora_harness.runs import context, suites
 
     def structure():
         ctx = context.RunContext(resolve("shape:qwen2.5-7b"), LoRAConfig())

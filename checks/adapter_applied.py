@@ -1,9 +1,8 @@
 """Loading the adapter changes what the model computes."""
 
 import mlx.core as mx
-
-from harness.adapters import rejected_message, rejection_guard
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
+from lora_harness.lora.adapters import rejected_message, rejection_guard
 
 
 @register
@@ -22,7 +21,7 @@ class AdapterApplied(Check):
 
     @rejection_guard
     def measure(self, ctx) -> Measurement:
-        difference = mx.max(mx.abs(ctx.loaded_adapter_logits - ctx.base_logits)).item()
+        difference = mx.max(mx.abs(ctx.adapter.loaded_logits - ctx.model.base_logits)).item()
         return Measurement(difference, "> 0", {"max_abs_logit_change": difference})
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:

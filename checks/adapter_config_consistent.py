@@ -1,6 +1,6 @@
 """adapter_config.json agrees with the model and with the tensors it describes."""
 
-from harness.checking import Check, Measurement, SkipCheck, register
+from lora_harness.core.checking import Check, Measurement, SkipCheck, register
 
 
 @register
@@ -19,7 +19,7 @@ class AdapterConfigConsistent(Check):
         if config is None:
             raise SkipCheck("only for an adapter folder given with lora-harness doctor")
         problems = []
-        for name, tensor in ctx.adapter_tensors.items():
+        for name, tensor in ctx.adapter.tensors.items():
             if name.endswith(".lora_a") and tensor.ndim == 2 and tensor.shape[1] != ctx.lora.rank:
                 problems.append(f"{name} has rank {tensor.shape[1]}, config says {ctx.lora.rank}")
         return Measurement(

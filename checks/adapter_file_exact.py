@@ -1,7 +1,7 @@
 """adapters.safetensors holds exactly the expected LoRA tensors, with the right shapes."""
 
-from harness import keysets
-from harness.checking import Check, Measurement, register
+from lora_harness.core import keysets
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -21,8 +21,8 @@ class AdapterFileExact(Check):
     requires = ("weights",)
 
     def measure(self, ctx) -> Measurement:
-        tensors = ctx.adapter_tensors
-        expected_shapes = ctx.expectations.adapter_shapes()
+        tensors = ctx.adapter.tensors
+        expected_shapes = ctx.model.expectations.adapter_shapes()
         measurement = keysets.compare(set(tensors), set(expected_shapes))
         wrong = sorted(
             n

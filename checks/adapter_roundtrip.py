@@ -1,7 +1,7 @@
 """The saved adapter, loaded back through mlx_lm.load, reproduces the trained model exactly."""
 
-from harness.adapters import rejected_message, rejection_guard
-from harness.checking import Check, Measurement, SkipCheck, logit_difference, register
+from lora_harness.core.checking import Check, Measurement, SkipCheck, logit_difference, register
+from lora_harness.lora.adapters import rejected_message, rejection_guard
 
 
 @register
@@ -21,13 +21,13 @@ class AdapterRoundtrip(Check):
 
     @rejection_guard
     def measure(self, ctx) -> Measurement:
-        if ctx.adapter_path is not None:
+        if ctx.adapter.given is not None:
             raise SkipCheck("doctor: there is no in-memory trained model to compare with")
-        difference, relative = logit_difference(ctx.loaded_adapter_logits, ctx.trained_logits)
+        difference, relative = logit_difference(ctx.adapter.loaded_logits, ctx.trained_logits)
         return Measurement(
             relative,
             0.0,
-            {"max_abs_difference": difference, "adapter_path": str(ctx.adapter_dir)},
+            {"max_abs_difference": difference, "adapter_path": str(ctx.adapter.folder)},
         )
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:

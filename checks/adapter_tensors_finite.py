@@ -1,8 +1,7 @@
 """Every tensor in the adapter file is finite."""
 
 import mlx.core as mx
-
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -14,9 +13,9 @@ class AdapterTensorsFinite(Check):
     requires = ("weights",)
 
     def measure(self, ctx) -> Measurement:
-        bad = sorted(n for n, t in ctx.adapter_tensors.items() if not mx.all(mx.isfinite(t)).item())
+        bad = sorted(n for n, t in ctx.adapter.tensors.items() if not mx.all(mx.isfinite(t)).item())
         return Measurement(
-            len(bad), 0, {"non_finite": bad[:5], "tensors": len(ctx.adapter_tensors)}
+            len(bad), 0, {"non_finite": bad[:5], "tensors": len(ctx.adapter.tensors)}
         )
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """Every adapter tensor moved during training."""
 
-from harness import fingerprint
-from harness.checking import Check, Measurement, SkipCheck, register
+from lora_harness.core import fingerprint
+from lora_harness.core.checking import Check, Measurement, SkipCheck, register
 
 
 @register

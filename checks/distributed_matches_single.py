@@ -1,6 +1,6 @@
 """Distributed: k ranks train the same adapter as one process on the whole batches."""
 
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -18,8 +18,8 @@ class DistributedMatchesSingle(Check):
     relative_tolerance = 1e-3
 
     def measure(self, ctx) -> Measurement:
-        distance = ctx.training.extra["distance_to_single"]
-        return Measurement(distance, self.relative_tolerance, {"size": ctx.training.extra["size"]})
+        distance = ctx.training.ranks.distance_to_single
+        return Measurement(distance, self.relative_tolerance, {"size": ctx.training.ranks.size})
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         if measurement.observed <= measurement.expected:

@@ -1,7 +1,7 @@
 """Every base weight is bit-identical after training steps (on-device fingerprints)."""
 
-from harness import fingerprint
-from harness.checking import Check, Measurement, register
+from lora_harness.core import fingerprint
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register

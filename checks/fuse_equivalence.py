@@ -1,9 +1,8 @@
 """The model fused through mlx-lm's fuse path computes what base + adapter computes."""
 
 import mlx.core as mx
-
-from harness.adapters import rejected_message, rejection_guard
-from harness.checking import Check, Measurement, logit_difference, register
+from lora_harness.core.checking import Check, Measurement, logit_difference, register
+from lora_harness.lora.adapters import rejected_message, rejection_guard
 
 
 @register
@@ -23,7 +22,11 @@ class FuseEquivalence(Check):
 
     @rejection_guard
     def measure(self, ctx) -> Measurement:
-        adapter, fused, base = ctx.loaded_adapter_logits, ctx.fused_logits, ctx.base_logits
+        adapter, fused, base = (
+            ctx.adapter.loaded_logits,
+            ctx.adapter.fused_logits,
+            ctx.model.base_logits,
+        )
         distance = logit_difference(fused, adapter)[1]
         agreement = mx.mean(mx.argmax(fused, axis=-1) == mx.argmax(adapter, axis=-1)).item()
         from_base = mx.max(mx.abs(fused - base)).item()

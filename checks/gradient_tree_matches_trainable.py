@@ -1,7 +1,7 @@
 """The gradient the training step computes covers exactly the trainable adapter arrays."""
 
-from harness import keysets
-from harness.checking import Check, Measurement, register
+from lora_harness.core import keysets
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -19,7 +19,7 @@ class GradientTreeMatchesTrainable(Check):
     requires = ("weights",)
 
     def measure(self, ctx) -> Measurement:
-        return keysets.compare(ctx.training.gradient_keys, ctx.expectations.trainable_keys())
+        return keysets.compare(ctx.training.gradient_keys, ctx.model.expectations.trainable_keys())
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         return keysets.judge(

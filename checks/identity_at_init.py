@@ -1,6 +1,6 @@
 """Right after conversion the LoRA model must compute exactly what the base model computes."""
 
-from harness.checking import Check, Measurement, logit_difference, register
+from lora_harness.core.checking import Check, Measurement, logit_difference, register
 
 
 @register
@@ -20,7 +20,7 @@ class IdentityAtInit(Check):
     relative_tolerance = 1e-5
 
     def measure(self, ctx) -> Measurement:
-        difference, relative = logit_difference(ctx.init_logits, ctx.base_logits)
+        difference, relative = logit_difference(ctx.model.init_logits, ctx.model.base_logits)
         return Measurement(
             observed=relative,
             expected=0.0,

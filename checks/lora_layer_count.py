@@ -1,7 +1,7 @@
 """How many modules became LoRA modules, against the count derived from the config."""
 
-from harness.checking import Check, Measurement, register
-from harness.recipe import adapter_module_names
+from lora_harness.core.checking import Check, Measurement, register
+from lora_harness.lora.recipe import adapter_module_names
 
 
 @register
@@ -18,9 +18,9 @@ class LoRALayerCount(Check):
     )
 
     def measure(self, ctx) -> Measurement:
-        names = adapter_module_names(ctx.lora_model)
-        expected = ctx.expectations.value("lora_layers")
-        evidence = {"derived_from": ctx.expectations.derived_from, "first_modules": names[:3]}
-        if "lora_layers" in ctx.expectations.pinned:
+        names = adapter_module_names(ctx.model.lora_model)
+        expected = ctx.model.expectations.value("lora_layers")
+        evidence = {"derived_from": ctx.model.expectations.derived_from, "first_modules": names[:3]}
+        if "lora_layers" in ctx.model.expectations.pinned:
             evidence["pinned"] = True
         return Measurement(observed=len(names), expected=expected, evidence=evidence)

@@ -1,7 +1,7 @@
 """The trained model writes text that stops by itself, without special tokens or loops."""
 
-from harness.checking import Check, Measurement, register
-from harness.generation import repeated_ngram_share
+from lora_harness.core.checking import Check, Measurement, register
+from lora_harness.text.generation import repeated_ngram_share
 
 
 @register
@@ -23,8 +23,8 @@ class NoEndoftextSpam(Check):
     min_stop_share = 0.5  # below this, warn: most outputs ran to the length limit
 
     def measure(self, ctx) -> Measurement:
-        generations = ctx.generations
-        literals = ctx.special_token_literals
+        generations = ctx.generation.generations
+        literals = ctx.generation.special_token_literals
         leaked = [(i, lit) for i, g in enumerate(generations) for lit in literals if lit in g.text]
         empty = [i for i, g in enumerate(generations) if not g.text.strip()]
         looping = [

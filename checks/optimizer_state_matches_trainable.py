@@ -1,7 +1,7 @@
 """The optimizer holds state only for the trainable adapter arrays."""
 
-from harness import keysets
-from harness.checking import Check, Measurement, register
+from lora_harness.core import keysets
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -17,7 +17,7 @@ class OptimizerStateMatchesTrainable(Check):
 
     def measure(self, ctx) -> Measurement:
         keys = ctx.training.optimizer_state_keys
-        return keysets.compare(keys, ctx.expectations.trainable_keys())
+        return keysets.compare(keys, ctx.model.expectations.trainable_keys())
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         return keysets.judge(

@@ -1,6 +1,6 @@
 """DPO: the chosen - rejected reward margin grows on the training pairs."""
 
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -15,11 +15,11 @@ class PreferenceMarginIncreases(Check):
     requires = ("weights", "dpo")
 
     def measure(self, ctx) -> Measurement:
-        extra = ctx.training.extra
+        dpo = ctx.training.dpo
         return Measurement(
-            extra["margin_after"],
-            f"> {extra['margin_before']:.4g}",
-            {"margin_before": extra["margin_before"], "margin_after": extra["margin_after"]},
+            dpo.margin_after,
+            f"> {dpo.margin_before:.4g}",
+            {"margin_before": dpo.margin_before, "margin_after": dpo.margin_after},
         )
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:

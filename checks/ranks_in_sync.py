@@ -1,6 +1,6 @@
 """Distributed: every rank ends with bit-identical LoRA parameters."""
 
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -18,7 +18,7 @@ class RanksInSync(Check):
     requires = ("weights", "distributed")
 
     def measure(self, ctx) -> Measurement:
-        digests = ctx.training.extra["adapter_digests"]
+        digests = ctx.training.ranks.adapter_digests
         differing = [rank for rank, row in enumerate(digests) if row != digests[0]]
         return Measurement(len(differing), 0, {"ranks": len(digests), "differing_ranks": differing})
 

@@ -1,8 +1,7 @@
 """DPO: the reference model's log-probs are bit-identical before and after training."""
 
 import mlx.core as mx
-
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -20,9 +19,9 @@ class ReferenceUnchanged(Check):
     requires = ("weights", "dpo")
 
     def measure(self, ctx) -> Measurement:
-        extra = ctx.training.extra
-        change = mx.max(mx.abs(extra["reference_after"] - extra["reference_before"])).item()
-        return Measurement(change, 0.0, {"bit_identical": extra["reference_bit_identical"]})
+        dpo = ctx.training.dpo
+        change = mx.max(mx.abs(dpo.reference_after - dpo.reference_before)).item()
+        return Measurement(change, 0.0, {"bit_identical": dpo.reference_bit_identical})
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         if measurement.evidence["bit_identical"]:

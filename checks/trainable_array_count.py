@@ -1,8 +1,7 @@
 """How many arrays are trainable, counted over the flattened tree and by the trainer."""
 
+from lora_harness.core.checking import Check, Measurement, register
 from mlx.utils import tree_flatten
-
-from harness.checking import Check, Measurement, register
 
 
 @register
@@ -20,13 +19,13 @@ class TrainableArrayCount(Check):
     )
 
     def measure(self, ctx) -> Measurement:
-        model = ctx.lora_model
+        model = ctx.model.lora_model
         observed = len(tree_flatten(model.trainable_parameters()))
         reported = ctx.recipe.count_trainable(model)
         evidence = {"trainer_reported": reported}
-        if "trainable_arrays" in ctx.expectations.pinned:
+        if "trainable_arrays" in ctx.model.expectations.pinned:
             evidence["pinned"] = True
-        return Measurement(observed, ctx.expectations.value("trainable_arrays"), evidence)
+        return Measurement(observed, ctx.model.expectations.value("trainable_arrays"), evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         reported = measurement.evidence["trainer_reported"]

@@ -1,6 +1,6 @@
 """Distributed: every rank trains the same number of arrays, and keeps its base frozen."""
 
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -14,8 +14,8 @@ class TrainableCountsMatchAcrossRanks(Check):
     requires = ("weights", "distributed")
 
     def measure(self, ctx) -> Measurement:
-        extra = ctx.training.extra
-        counts, changed = extra["trainable_arrays"], extra["base_changed"]
+        ranks = ctx.training.ranks
+        counts, changed = ranks.trainable_arrays, ranks.base_changed
         return Measurement(
             len(set(counts)) - 1 + sum(changed),
             0,

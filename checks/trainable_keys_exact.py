@@ -1,7 +1,7 @@
 """The set of trainable names is exactly the expected adapter leaves, nothing else."""
 
-from harness import keysets
-from harness.checking import Check, Measurement, register
+from lora_harness.core import keysets
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -18,7 +18,7 @@ class TrainableKeysExact(Check):
     )
 
     def measure(self, ctx) -> Measurement:
-        return keysets.compare(ctx.trainable_keys(), ctx.expectations.trainable_keys())
+        return keysets.compare(ctx.model.trainable_keys(), ctx.model.expectations.trainable_keys())
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         return keysets.judge(

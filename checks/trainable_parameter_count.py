@@ -1,8 +1,7 @@
 """How many scalars are trainable, against sum of r*(in+out) over the adapted projections."""
 
+from lora_harness.core.checking import Check, Measurement, register
 from mlx.utils import tree_flatten
-
-from harness.checking import Check, Measurement, register
 
 
 @register
@@ -21,8 +20,8 @@ class TrainableParameterCount(Check):
     )
 
     def measure(self, ctx) -> Measurement:
-        observed = sum(a.size for _, a in tree_flatten(ctx.lora_model.trainable_parameters()))
-        evidence = {"derived_from": ctx.expectations.derived_from}
-        if "trainable_parameters" in ctx.expectations.pinned:
+        observed = sum(a.size for _, a in tree_flatten(ctx.model.lora_model.trainable_parameters()))
+        evidence = {"derived_from": ctx.model.expectations.derived_from}
+        if "trainable_parameters" in ctx.model.expectations.pinned:
             evidence["pinned"] = True
-        return Measurement(observed, ctx.expectations.value("trainable_parameters"), evidence)
+        return Measurement(observed, ctx.model.expectations.value("trainable_parameters"), evidence)

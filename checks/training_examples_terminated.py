@@ -1,6 +1,6 @@
 """Every tokenised training example ends with the terminator the model must learn to emit."""
 
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -18,8 +18,8 @@ class TrainingExamplesTerminated(Check):
     requires = ("weights",)
 
     def measure(self, ctx) -> Measurement:
-        dataset, stops = ctx.training_dataset, ctx.stop_ids
-        tokenizer = ctx.tokenizer
+        dataset, stops = ctx.model.training_dataset, ctx.generation.stop_ids
+        tokenizer = ctx.model.tokenizer
         unterminated = []
         for index in range(len(dataset)):
             tokens = list(dataset[index][0])

@@ -1,6 +1,6 @@
 """The trained model's voice score keeps (or beats) its baseline."""
 
-from harness.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -17,18 +17,18 @@ class VoiceScoreBaseline(Check):
         "baseline (--baseline) from a known-good run."
     )
     requires = ("weights",)
-    before_training = ("init_generations",)
+    before_training = ("generation.init_generations",)
 
     def measure(self, ctx) -> Measurement:
-        init_score = ctx.voice_score(ctx.init_generations)
-        trained_score = ctx.voice_score(ctx.generations)
+        init_score = ctx.generation.voice_score(ctx.generation.init_generations)
+        trained_score = ctx.generation.voice_score(ctx.generation.generations)
         baseline, source = init_score, "untrained model in this run"
-        saved = ctx.saved_baseline()
-        if "voice_score" in ctx.expectations.pinned:
-            baseline, source = ctx.expectations.pinned["voice_score"], "pinned (--expect)"
+        saved = ctx.generation.saved_baseline()
+        if "voice_score" in ctx.model.expectations.pinned:
+            baseline, source = ctx.model.expectations.pinned["voice_score"], "pinned (--expect)"
         elif saved is not None:
             baseline, source = saved["voice_score"], f"baseline file ({saved.get('run_id', '?')})"
-        tolerance = ctx.generation_settings.tolerance
+        tolerance = ctx.generation.settings.tolerance
         evidence = {
             "untrained_score": init_score,
             "trained_score": trained_score,
@@ -36,7 +36,7 @@ class VoiceScoreBaseline(Check):
             "baseline_source": source,
             "tolerance": tolerance,
             "improvement_over_untrained": round(trained_score - init_score, 6),
-            "samples": [g.text[:120] for g in ctx.generations[:2]],
+            "samples": [g.text[:120] for g in ctx.generation.generations[:2]],
         }
         return Measurement(trained_score, round(baseline - tolerance, 6), evidence)
 

@@ -1,0 +1,21 @@
+"""mlx-lora-harness: health checks for LoRA fine-tuning with MLX (import name `lora_harness`).
+
+Folders, lowest first; imports only ever point down this list:
+    core/    the checks' framework and shared primitives (errors, Check, fingerprints)
+    text/    training data, the built-in corpus, generation and voice scoring
+    models/  model sources: fixture, shape-only and random models, local and hub folders
+    lora/    the LoRA recipe, trainers (SFT, DPO), faults, expectations, adapter files
+    checks   (top-level folder checks/) one health check per module
+    runs/    settings, the run context, suites, self-test, doctor, report assembly
+    reports  (top-level folder reports/) report JSON, schema, HTML/JUnit renderers, compare
+    bench/   measurements, each a ratio from one run
+    remote/  the SSH runner
+    cli/     argument parsing and exit codes only
+"""
+
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("mlx-lora-harness")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

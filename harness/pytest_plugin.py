@@ -3,7 +3,7 @@
     pytest --lora-model fixture:tiny --lora-suite gate
 
 takes the same LoRA and expectation options as `lora-harness run` (declared once in
-harness.options, here prefixed --lora-). The plugin is inert unless --lora-model or
+lora_harness.runs.options, here prefixed --lora-). The plugin is inert unless --lora-model or
 --lora-suite is given, so installing the harness never changes unrelated test runs.
 The session fixture `lora_run` hands users' own tests the run context (trained model,
 fingerprints, generations) to write their own checks.
@@ -12,8 +12,7 @@ fingerprints, generations) to write their own checks.
 from __future__ import annotations
 
 import pytest
-
-from harness import options, suites
+from lora_harness.runs import options, suites
 
 _CONTEXT = pytest.StashKey[object]()
 _SETTINGS = pytest.StashKey[object]()
@@ -43,7 +42,7 @@ def _active(config) -> bool:
 
 def _settings(config):
     if _SETTINGS not in config.stash:
-        from harness.run import settings_from
+        from lora_harness.runs.run import settings_from
 
         values = options.values_from_pytest(config, options.RUN_OPTIONS)
         values.update(suite=config.getoption("lora_suite"), check=config.getoption("lora_check"))
@@ -54,7 +53,7 @@ def _settings(config):
 def _context(config):
     """The run context, prepared once per session on first use."""
     if _CONTEXT not in config.stash:
-        from harness.run import prepare
+        from lora_harness.runs.run import prepare
 
         settings = _settings(config)
         ctx = prepare(settings)
@@ -77,7 +76,7 @@ class HealthCheckItem(pytest.Item):
         self.check_name = check_name
 
     def runtest(self) -> None:
-        from harness.checking import all_checks
+        from lora_harness.runs.suites import all_checks
 
         result = all_checks()[self.check_name]().run(_context(self.config))
         self.user_properties.append(("observed", result.observed))

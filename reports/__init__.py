@@ -1,1 +1,1 @@
-"""Report documents: the canonical run JSON, its schema, and (later) renderers from it."""
+"""Report documents: the canonical run JSON, its schema, and the renderers (HTML, JUnit, compare) that read only that JSON."""

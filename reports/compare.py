@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.errors import InputError
+from lora_harness.core.errors import InputError
 
 # metric -> (where it lives in a report, which direction is better)
 METRICS = {
@@ -109,7 +109,7 @@ def describe(result: dict) -> str:
 
 def compare_fleets(before: dict, after: dict, gates: dict[str, float] | None = None) -> dict:
     """Per-host status changes between two fleet summaries, and each host's run comparison."""
-    from reports.json_report import load
+    from lora_harness.reports.json_report import load
 
     hosts_a = {h["name"]: h for h in before["hosts"]}
     hosts_b = {h["name"]: h for h in after["hosts"]}

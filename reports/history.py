@@ -14,7 +14,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from harness.errors import InputError
+from lora_harness.core.errors import InputError
 
 
 def machine_id() -> str:

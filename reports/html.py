@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports import charts
+from lora_harness.reports import charts
 
 _ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 _TEMPLATES = Path(__file__).with_name("templates")

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from harness.errors import InputError
+from lora_harness.core.errors import InputError
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness.errors import InputError
+from lora_harness.core.errors import InputError
 
 
 def take(html_path: Path, png_path: Path, width: int = 1300, height: int = 1700) -> Path:

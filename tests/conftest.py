@@ -30,17 +30,17 @@ def fixture_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fixture_source(fixture_cache):
-    from harness.sources import resolve
+    from lora_harness.models.sources import resolve
 
     return resolve("fixture:tiny")
 
 
 def run_gate(source, recipe=None, **lora_changes):
     """Run the gate suite on `source` with `recipe`; returns {check name: CheckResult}."""
-    from harness import suites
-    from harness.context import RunContext
-    from harness.lora_config import LoRAConfig
-    from harness.recipe import CORRECT
+    from lora_harness.lora.lora_config import LoRAConfig
+    from lora_harness.lora.recipe import CORRECT
+    from lora_harness.runs import suites
+    from lora_harness.runs.context import RunContext
 
     lora = dataclasses.replace(LoRAConfig(), **lora_changes)
     ctx = RunContext(source, lora, recipe=recipe or CORRECT)
@@ -63,7 +63,7 @@ def cli(tmp_path):
 
     def invoke(*args: str, timeout: float = 300) -> CliResult:
         done = subprocess.run(
-            [sys.executable, "-m", "harness", *args],
+            [sys.executable, "-m", "lora_harness", *args],
             cwd=tmp_path,
             capture_output=True,
             text=True,

@@ -6,9 +6,8 @@ Only the shape of the output is asserted: timings on a shared machine are not.
 from __future__ import annotations
 
 import jsonschema
-
-from harness.cli.bench_cmd import MEASUREMENTS
-from reports import json_report
+from lora_harness.cli.bench_cmd import MEASUREMENTS
+from lora_harness.reports import json_report
 
 
 def test_bench_json_holds_all_six_measurements(cli):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from lora_harness.lora.faults import FAULTS
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.lora.recipe import CORRECT
+from lora_harness.runs import suites
+from lora_harness.runs.run import Settings
+from lora_harness.runs.selftest import run_selftest
+from lora_harness.runs.suites import all_checks
 
-from harness import suites
-from harness.checking import all_checks
-from harness.faults import FAULTS
-from harness.lora_config import LoRAConfig
-from harness.recipe import CORRECT
-from harness.run import Settings
-from harness.selftest import run_selftest
 from tests.conftest import run_gate
 
 # The fault x check matrix the harness promises: a change that blinds a check fails here.
@@ -211,8 +211,8 @@ def test_a_crashing_check_is_an_error_result_not_a_crash(fixture_source):
 
 
 def test_pinned_expectation_that_disagrees_fails(fixture_source):
-    from harness.context import RunContext
-    from harness.lora_config import LoRAConfig
+    from lora_harness.lora.lora_config import LoRAConfig
+    from lora_harness.runs.context import RunContext
 
     ctx = RunContext(fixture_source, LoRAConfig(), pins={"trainable_arrays": 392})
     result = all_checks()["trainable_array_count"]().run(ctx)
@@ -221,7 +221,7 @@ def test_pinned_expectation_that_disagrees_fails(fixture_source):
 
 
 def test_structural_checks_run_and_weight_checks_skip_on_shape_models():
-    from harness.sources import resolve
+    from lora_harness.models.sources import resolve
 
     results = run_gate(resolve("shape:qwen2.5-7b"))
     for name in suites.STRUCTURE:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness import suites
-from reports import json_report
+from lora_harness.reports import json_report
+from lora_harness.runs import suites
 
 
 def assert_one_line_error(result, *fragments):
@@ -52,7 +51,7 @@ def test_shape_7b_structure_reports_the_seed_numbers(cli):
 
 
 def test_shape_from_config_path_with_lora_flags(cli, tmp_path):
-    from harness.shapes import CATALOGUE
+    from lora_harness.models.shapes import CATALOGUE
 
     config = tmp_path / "config.json"
     config.write_text(json.dumps(CATALOGUE["llama-3.1-8b"]))

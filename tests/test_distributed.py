@@ -11,8 +11,8 @@ import time
 
 import jsonschema
 import pytest
+from lora_harness.reports import html, json_report
 
-from reports import html, json_report
 from tests.conftest import ROOT
 from tests.sshd import free_port
 
@@ -103,7 +103,7 @@ def test_a_rank_whose_peer_dies_exits_5_without_a_report(tmp_path):
     # rank 0 first: this is what a rank sees when the other host goes down.
     hostfile = tmp_path / "hosts.json"
     hostfile.write_text(json.dumps([[f"127.0.0.1:{free_port()}"], [f"127.0.0.1:{free_port()}"]]))
-    command = [sys.executable, "-m", "harness", "run", "--distributed", "-q"]
+    command = [sys.executable, "-m", "lora_harness", "run", "--distributed", "-q"]
     command += ["--out", str(tmp_path / "out"), "--inject-fault", "rank_dies"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLX_HOSTFILE": str(hostfile)}
     ranks = [

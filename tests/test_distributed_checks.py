@@ -8,10 +8,10 @@ check the all-gathered per-rank evidence such a run would produce.
 from __future__ import annotations
 
 import pytest
-
-from harness.checking import all_checks
-from harness.context import RunContext, TrainingOutcome
-from harness.lora_config import LoRAConfig
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.runs.context import RunContext
+from lora_harness.runs.training import RanksOutcome, TrainingOutcome
+from lora_harness.runs.suites import all_checks
 
 
 def _distributed_context(fixture_source, **extra) -> RunContext:
@@ -25,7 +25,14 @@ def _distributed_context(fixture_source, **extra) -> RunContext:
         base_after={},
         adapter_before={},
         adapter_after={},
-        extra=extra,
+        ranks=RanksOutcome(
+            rank=0,
+            size=len(extra["trainable_arrays"]),
+            adapter_digests=[],
+            base_changed=extra["base_changed"],
+            trainable_arrays=extra["trainable_arrays"],
+            distance_to_single=0.0,
+        ),
     )
     return ctx
 

@@ -9,8 +9,7 @@ import sys
 
 import mlx.core as mx
 import pytest
-
-from harness import corpus
+from lora_harness.text import corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -20,7 +19,8 @@ def trained(tmp_path_factory, fixture_cache):
     """An adapter trained by `python -m mlx_lm lora` itself on `lora-harness fixture export`."""
     folder = tmp_path_factory.mktemp("mlx-lm-lora")
     subprocess.run(
-        [sys.executable, "-m", "harness", "fixture", "export", str(folder / "model")], check=True
+        [sys.executable, "-m", "lora_harness", "fixture", "export", str(folder / "model")],
+        check=True,
     )
     rows = [json.dumps({"text": t}) + "\n" for t in corpus.corpus("folksy", 64, seed=3)]
     (folder / "train.jsonl").write_text("".join(rows))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness import suites
-from harness.context import RunContext
-from harness.faults import DPO_FAULTS
-from harness.lora_config import LoRAConfig
+from lora_harness.lora.faults import DPO_FAULTS
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.runs import suites
+from lora_harness.runs.context import RunContext
 
 
 def dpo_gate(source, recipe=None):
@@ -21,7 +20,7 @@ def dpo_gate(source, recipe=None):
 def test_dpo_checks_pass_on_the_correct_recipe(fixture_source):
     results, ctx = dpo_gate(fixture_source)
     assert {n: r.message for n, r in results.items() if r.status != "pass"} == {}
-    assert ctx.training.extra["margin_before"] == 0.0  # lora_b = 0: policy == reference at init
+    assert ctx.training.dpo.margin_before == 0.0  # lora_b = 0: policy == reference at init
 
 
 @pytest.mark.parametrize(

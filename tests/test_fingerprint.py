@@ -6,8 +6,7 @@ import mlx.core as mx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from harness.fingerprint import changed, fingerprint
+from lora_harness.core.fingerprint import changed, fingerprint
 
 
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.bfloat16, mx.uint32, mx.int8])
@@ -33,7 +32,7 @@ def test_names_present_on_one_side_count_as_changed():
 
 
 def test_large_tensors_are_split_and_temporaries_stay_bounded():
-    import harness.fingerprint as fp
+    import lora_harness.core.fingerprint as fp
 
     array = mx.zeros((fp.CHUNK * 3 + 5,), dtype=mx.bfloat16)
     mx.eval(array)

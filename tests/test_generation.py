@@ -7,14 +7,13 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from harness import baselines
-from harness.checking import all_checks
-from harness.context import RunContext
-from harness.errors import InputError
-from harness.generation import Generation, GenerationSettings, repeated_ngram_share
-from harness.lora_config import LoRAConfig
-from harness.voice import load_scorer, stylometric_score
+from lora_harness.core.errors import InputError
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.runs import baselines
+from lora_harness.runs.context import RunContext
+from lora_harness.runs.suites import all_checks
+from lora_harness.text.generation import Generation, GenerationSettings, repeated_ngram_share
+from lora_harness.text.voice import load_scorer, stylometric_score
 
 texts = st.lists(st.text(min_size=1, max_size=80), min_size=1, max_size=6)
 
@@ -42,7 +41,7 @@ def test_empty_generations_score_zero(references):
 
 
 def test_scorer_separates_the_two_fixture_voices():
-    from harness import corpus
+    from lora_harness.text import corpus
 
     def bodies(voice, seed):
         return [t.split(":", 1)[1] for t in corpus.corpus(voice, 40, seed=seed)]
@@ -66,7 +65,7 @@ def _check_on(ctx, name):
 def test_special_token_literals_in_output_fail(fixture_source):
     ctx = RunContext(fixture_source, LoRAConfig())
     leaked = Generation("p", "greedy", "fine text<|im_end|><|endoftext|>", [1, 2, 3], True)
-    ctx.__dict__["generations"] = [leaked] + [Generation("p", "greedy", "ok", [4, 5], True)] * 7
+    ctx.generation.generations = [leaked] + [Generation("p", "greedy", "ok", [4, 5], True)] * 7
     result = _check_on(ctx, "no_endoftext_spam")
     assert result.status == "fail"
     assert "<|im_end|>" in result.message
@@ -74,14 +73,14 @@ def test_special_token_literals_in_output_fail(fixture_source):
 
 def test_generations_that_run_to_the_length_limit_warn(fixture_source):
     ctx = RunContext(fixture_source, LoRAConfig())
-    ctx.__dict__["generations"] = [Generation("p", "greedy", "some words", [1, 2, 3], False)] * 4
+    ctx.generation.generations = [Generation("p", "greedy", "some words", [1, 2, 3], False)] * 4
     assert _check_on(ctx, "no_endoftext_spam").status == "warn"
 
 
 def test_stop_set_includes_generation_config_and_end_of_turn(fixture_source):
     ctx = RunContext(fixture_source, LoRAConfig())
-    vocab = ctx.tokenizer.get_vocab()
-    assert {vocab["<|endoftext|>"], vocab["<|im_end|>"]} <= ctx.stop_ids
+    vocab = ctx.model.tokenizer.get_vocab()
+    assert {vocab["<|endoftext|>"], vocab["<|im_end|>"]} <= ctx.generation.stop_ids
 
 
 def test_pinned_voice_score_above_reach_fails(fixture_source):
@@ -98,7 +97,7 @@ def test_baseline_file_round_trip_and_use(fixture_source, tmp_path):
         LoRAConfig(),
         generation_settings=GenerationSettings(baseline_path=str(path)),
     )
-    baselines.save(path, ctx.baseline_key(), {"voice_score": 0.99, "run_id": "r1"})
+    baselines.save(path, ctx.generation.baseline_key(), {"voice_score": 0.99, "run_id": "r1"})
     result = _check_on(ctx, "voice_score_baseline")
     assert result.status == "fail"
     assert "baseline file (r1)" in result.evidence["baseline_source"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from harness import suites
+from lora_harness.runs import suites
 
 pytest_plugins = ["pytester"]
 
@@ -84,7 +84,7 @@ def test_lora_run_fixture_serves_users_own_checks(pytester):
         def test_my_own_invariant(lora_run):
             metrics = lora_run.training.metrics
             assert metrics[-1]["loss"] < metrics[0]["loss"]
-            assert lora_run.voice_score(lora_run.generations) > 0
+            assert lora_run.generation.voice_score(lora_run.generation.generations) > 0
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lora-model", "fixture:tiny")

@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lora_harness.reports import json_report
 
-from reports import json_report
 from tests import sshd
 
 pytestmark = pytest.mark.skipif(
@@ -300,9 +300,9 @@ def test_distributed_needs_two_hosts(cli, hosts, keys, work_dir, tmp_path):
 
 
 def test_large_remote_output_does_not_hang(hosts, keys, tmp_path):
-    from harness.remote import shell
-    from harness.remote.connection import connect
-    from harness.remote.inventory import Host
+    from lora_harness.remote import shell
+    from lora_harness.remote.connection import connect
+    from lora_harness.remote.inventory import Host
 
     (host,) = hosts(1)
     known = tmp_path / "known"
@@ -320,8 +320,8 @@ def test_large_remote_output_does_not_hang(hosts, keys, tmp_path):
 
 @pytest.fixture(scope="module")
 def one_connection(keys, tmp_path_factory):
-    from harness.remote.connection import connect
-    from harness.remote.inventory import Host
+    from lora_harness.remote.connection import connect
+    from lora_harness.remote.inventory import Host
 
     folder = tmp_path_factory.mktemp("inject")
     host = sshd.SshdHost.start(folder / "sshd", keys / "authorized_keys")
@@ -344,7 +344,7 @@ def one_connection(keys, tmp_path_factory):
     )
 )
 def test_names_with_shell_metacharacters_are_not_injected(one_connection, name):
-    from harness.remote import shell
+    from lora_harness.remote import shell
 
     client, folder = one_connection
     target = folder / "paths" / name.replace("/", "_")

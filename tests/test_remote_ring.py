@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness.errors import InputError
-from harness.remote import ring
-from harness.remote.inventory import Host
+from lora_harness.core.errors import InputError
+from lora_harness.remote import ring
+from lora_harness.remote.inventory import Host
 
 
 def test_each_rank_listens_on_its_hosts_ip_at_port_plus_rank():
@@ -28,8 +27,8 @@ def test_a_host_the_controller_cannot_resolve_asks_for_its_ips():
 
 
 def test_retry_failed_reruns_the_failed_hosts_or_the_whole_ring(tmp_path):
-    from harness.remote import fleet
-    from harness.remote.host_run import HostResult
+    from lora_harness.remote import fleet
+    from lora_harness.remote.host_run import HostResult
 
     def summary(*statuses):
         results = [

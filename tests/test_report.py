@@ -6,9 +6,8 @@ import json
 
 import jsonschema
 import pytest
-
-from harness.errors import InputError
-from reports import json_report
+from lora_harness.core.errors import InputError
+from lora_harness.reports import json_report
 
 
 def test_nan_and_inf_become_strings_so_the_json_stays_valid():

@@ -6,10 +6,10 @@ import copy
 import json
 
 import pytest
+from lora_harness.core.errors import InputError
+from lora_harness.reports import compare, html, json_report, junit
+from lora_harness.reports import history as run_history
 
-from harness.errors import InputError
-from reports import compare, html, json_report, junit
-from reports import history as run_history
 from tests.browser import chromium, chromium_path
 from tests.conftest import ARTIFACTS
 
@@ -24,7 +24,7 @@ def run_report(tmp_path_factory, fixture_cache):
 
     out = tmp_path_factory.mktemp("run")
     subprocess.run(
-        [sys.executable, "-m", "harness", "run", "-q", "--out", str(out)],
+        [sys.executable, "-m", "lora_harness", "run", "-q", "--out", str(out)],
         check=True,
         cwd=out,
         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from harness.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
+from lora_harness.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 
 DESCRIPTION = """\
 Health checks for LoRA fine-tuning with MLX. Trains a few LoRA steps with the working
@@ -24,7 +24,7 @@ Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 internal error
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.cli import (
+    from lora_harness.cli import (
         bench_cmd,
         compare_cmd,
         doctor_cmd,

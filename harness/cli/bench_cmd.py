@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from harness import bench, bench_process, options, progress
-from harness.cli.output import add_output_args, emit
-from harness.errors import EXIT_OK, InputError
-from harness.run import new_run_id, report_header, settings_from
-from harness.sources import resolve
+from lora_harness.bench import bench, bench_process
+from lora_harness.cli import progress
+from lora_harness.cli.output import add_output_args, emit
+from lora_harness.core.errors import EXIT_OK, InputError
+from lora_harness.models.sources import resolve
+from lora_harness.runs import options
+from lora_harness.runs.run import new_run_id, report_header, settings_from
 
 MEASUREMENTS = [
     "trainer_vs_mlx_lm",

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
-from reports import compare, json_report
+from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from lora_harness.reports import compare, json_report
 
 
 def register(commands) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import expectations, options, progress
-from harness.cli.output import add_output_args, emit
-from harness.cli.run_cmd import exit_code
-from harness.doctor import DOCTOR_CHECKS, DoctorContext
-from harness.errors import InputError
-from harness.run import Settings, execute
-from harness.sources import resolve
+from lora_harness.cli import progress
+from lora_harness.cli.output import add_output_args, emit
+from lora_harness.cli.run_cmd import exit_code
+from lora_harness.core.errors import InputError
+from lora_harness.lora import expectations
+from lora_harness.models.sources import resolve
+from lora_harness.runs import options, suites
+from lora_harness.runs.doctor import DoctorContext
+from lora_harness.runs.run import Settings, execute
 
 
 def register(commands) -> None:
@@ -20,7 +22,7 @@ def register(commands) -> None:
         description=(
             "Reads adapter_config.json and adapters.safetensors, rebuilds the LoRA model as the "
             "config says and runs every check that applies to an already-trained adapter: "
-            + ", ".join(DOCTOR_CHECKS)
+            + ", ".join(suites.DOCTOR)
             + "."
         ),
     )
@@ -46,15 +48,15 @@ def handle(args) -> int:
         data_dir=args.data,
         generation_settings=options.generation_settings_from(values),
     )
-    ctx.expectations, ctx.adapter_tensors, ctx.probe_batch  # noqa: B018  (bad input fails now)
+    ctx.model.expectations, ctx.adapter.tensors, ctx.model.probe_batch  # noqa: B018  (bad input fails now)
     settings = Settings(
         model=args.model,
         lora=ctx.lora,
-        pins=ctx.pins,
+        pins=ctx.model.pins,
         suite="doctor",
-        check_names=DOCTOR_CHECKS,
+        check_names=suites.DOCTOR,
         data_dir=args.data,
-        generation=ctx.generation_settings,
+        generation=ctx.generation.settings,
     )
     show = progress.Progress(0, enabled=not args.quiet)
     show.note(f"lora-harness doctor: {args.adapter_path} on {source.spec}")

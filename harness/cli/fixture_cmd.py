@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import fixture
+from lora_harness.models import fixture
 
 
 def register(commands) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checking import all_checks
-from harness.suites import DEFAULT_SUITE, SUITES
+from lora_harness.runs.suites import DEFAULT_SUITE, SUITES, all_checks
 
 
 def register(commands) -> None:

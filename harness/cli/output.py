@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reports import json_report, render
+from lora_harness.reports import json_report, render
 
 
 def add_output_args(parser, default_out: str = "lora-harness-out") -> None:

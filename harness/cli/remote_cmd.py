@@ -7,12 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import InputError
-from harness.remote import deploy, detached, fleet, inventory, ring
-from harness.remote.connection import HostFailure
-from harness.remote.host_run import RemoteOptions
-from harness.run import new_run_id
-from reports import json_report, render
+from lora_harness.core.errors import InputError
+from lora_harness.remote import deploy, detached, fleet, inventory, ring
+from lora_harness.remote.connection import HostFailure
+from lora_harness.remote.host_run import RemoteOptions
+from lora_harness.reports import json_report, render
+from lora_harness.runs.run import new_run_id
 
 EPILOG = """\
 examples:

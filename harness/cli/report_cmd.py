@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import InputError
-from reports import json_report, render, screenshot
+from lora_harness.core.errors import InputError
+from lora_harness.reports import json_report, render, screenshot
 
 
 def register(commands) -> None:

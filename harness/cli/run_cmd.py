@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness import options, progress, suites
-from harness.cli.output import add_output_args, emit
-from harness.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
-from harness.run import execute, prepare, save_baseline, settings_from, write_run_folder
-from reports import history
+from lora_harness.cli import progress
+from lora_harness.cli.output import add_output_args, emit
+from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
+from lora_harness.reports import history
+from lora_harness.runs import options, suites
+from lora_harness.runs.run import execute, prepare, save_baseline, settings_from, write_run_folder
 
 EPILOG = """\
 examples:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness import options, progress
-from harness.cli.output import add_output_args, emit
-from harness.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
-from harness.faults import ALL_FAULTS, FAULTS
-from harness.run import new_run_id, report_header, settings_from
-from harness.selftest import markdown_matrix, run_selftest
-from harness.sources import resolve
-from reports import json_report
+from lora_harness.cli import progress
+from lora_harness.cli.output import add_output_args, emit
+from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from lora_harness.lora.faults import ALL_FAULTS, FAULTS
+from lora_harness.models.sources import resolve
+from lora_harness.reports import json_report
+from lora_harness.runs import options
+from lora_harness.runs.run import new_run_id, report_header, settings_from
+from lora_harness.runs.selftest import markdown_matrix, run_selftest
 
 
 def register(commands) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import options, progress
-from harness.long_train import METRICS_FILE, train_to_folder
-from harness.run import settings_from
+from lora_harness.cli import progress
+from lora_harness.runs import options
+from lora_harness.runs.long_train import METRICS_FILE, train_to_folder
+from lora_harness.runs.run import settings_from
 
 
 def register(commands) -> None:

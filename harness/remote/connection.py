@@ -11,8 +11,7 @@ import os
 import threading
 
 import paramiko
-
-from harness.remote.inventory import Host
+from lora_harness.remote.inventory import Host
 
 
 class HostFailure(Exception):

@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import InputError
-from harness.remote import shell
-from harness.remote.connection import HostFailure
+from lora_harness.core.errors import InputError
+from lora_harness.remote import shell
+from lora_harness.remote.connection import HostFailure
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from harness.long_train import METRICS_FILE
-from harness.remote import deploy, shell
-from harness.remote.connection import HostFailure, connect
-from harness.remote.host_run import LAUNCHER, RemoteOptions, _get_tree, safe_name
-from harness.remote.inventory import Host
+from lora_harness.remote import deploy, shell
+from lora_harness.remote.connection import HostFailure, connect
+from lora_harness.remote.host_run import LAUNCHER, RemoteOptions, _get_tree, safe_name
+from lora_harness.remote.inventory import Host
+from lora_harness.runs.long_train import METRICS_FILE
 
 
 def _work_dir(client, host: Host) -> str:
@@ -37,7 +37,7 @@ def start(host: Host, build, options: RemoteOptions, run_id: str, train_args: li
         command = [
             venv_python,
             "-m",
-            "harness",
+            "lora_harness",
             "train",
             "--adapter-path",
             f"{run_dir}/adapters",

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from harness.errors import InputError
-from harness.remote.host_run import HostResult, RemoteOptions, run_host
-from harness.remote.inventory import Host
+from lora_harness.core.errors import InputError
+from lora_harness.remote.host_run import HostResult, RemoteOptions, run_host
+from lora_harness.remote.inventory import Host
 
 STATUSES = (
     "passed",

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.remote import deploy, ring, shell
-from harness.remote.connection import HostFailure, KeepaliveMonitor, connect
-from harness.remote.inventory import Host
+from lora_harness.remote import deploy, ring, shell
+from lora_harness.remote.connection import HostFailure, KeepaliveMonitor, connect
+from lora_harness.remote.inventory import Host
 
 # Starts the command as leader of a new process group and records its pid, so a deadline or
 # Ctrl-C can kill the whole group from a second channel (exec_command's timeout does not, #2510).
@@ -104,7 +104,15 @@ def _run_phases(client, host, build, options, run_id, cancel, result) -> None:
 
 
 def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
-    command = [venv_python, "-m", "harness", "run", "--out", f"{run_dir}/out", *options.run_args]
+    command = [
+        venv_python,
+        "-m",
+        "lora_harness",
+        "run",
+        "--out",
+        f"{run_dir}/out",
+        *options.run_args,
+    ]
     env = dict(options.remote_env)
     prepare = f"mkdir -p {shell.quote([run_dir])} && cd {shell.quote([run_dir])} && "
     if options.ring:

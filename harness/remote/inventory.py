@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import InputError
+from lora_harness.core.errors import InputError
 
 DEFAULT_WORK_DIR = "~/.lora-harness"
 

@@ -14,9 +14,9 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from harness.errors import InputError
-from harness.remote.connection import HostFailure
-from harness.remote.inventory import Host
+from lora_harness.core.errors import InputError
+from lora_harness.remote.connection import HostFailure
+from lora_harness.remote.inventory import Host
 
 HOSTFILE = "hostfile.json"
 DEFAULT_STARTING_PORT = 32323  # mlx.launch's default, +1 per rank

@@ -1,0 +1,124 @@
+"""Adapter files as mlx-lm reads them: save, load through mlx_lm, fuse, and inspect."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlx.core as mx
+from lora_harness.core.errors import InputError
+from mlx.utils import tree_unflatten
+
+
+def adapter_weights(model) -> dict[str, mx.array]:
+    """What mlx-lm saves: every trainable array under its flattened name."""
+    from mlx.utils import tree_flatten
+
+    return dict(tree_flatten(model.trainable_parameters()))
+
+
+def save_adapter(
+    model, lora, folder: Path, extra: dict | None = None, weights: dict | None = None
+) -> Path:
+    """Write mlx-lm's adapter format: adapter_config.json + adapters.safetensors."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "fine_tune_type": lora.fine_tune_type,
+        "num_layers": lora.num_layers,
+        "lora_parameters": lora.lora_parameters(),
+        "batch_size": lora.batch_size,
+        "iters": lora.iters,
+        "learning_rate": lora.learning_rate,
+        "seed": lora.seed,
+        **(extra or {}),
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
+    tensors = adapter_weights(model) if weights is None else weights
+    mx.save_safetensors(str(folder / "adapters.safetensors"), tensors)
+    return folder
+
+
+def fuse_with_mlx_lm(model) -> None:
+    """What `mlx_lm.fuse` does: replace every LoRA module by its `.fuse()` result."""
+    fused = [
+        (name, module.fuse(dequantize=False))
+        for name, module in model.named_modules()
+        if hasattr(module, "fuse")
+    ]
+    if fused:
+        model.update_modules(tree_unflatten(fused))
+
+
+def read_adapter_config(folder: Path) -> dict:
+    path = Path(folder) / "adapter_config.json"
+    if not Path(folder).is_dir():
+        raise InputError(
+            f"--adapter-path {folder} is not a folder; pass the folder mlx_lm.lora wrote"
+        )
+    if not path.exists():
+        raise InputError(
+            f"{path} is missing; an adapter folder needs adapter_config.json and adapters.safetensors"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON (line {exc.lineno}); rewrite it or retrain")
+    if not isinstance(config, dict) or not isinstance(config.get("lora_parameters", {}), dict):
+        raise InputError(
+            f"{path} has no lora_parameters mapping; it is not an mlx-lm adapter config"
+        )
+    return config
+
+
+def read_adapter_tensors(folder: Path) -> dict[str, mx.array]:
+    path = Path(folder) / "adapters.safetensors"
+    if not path.exists():
+        raise InputError(
+            f"{path} is missing; train the adapter again or point --adapter-path at the right folder"
+        )
+    try:
+        tensors = mx.load(str(path))
+        mx.eval(tensors)
+    except Exception as exc:  # mlx raises RuntimeError/ValueError variants for corrupt files
+        raise InputError(
+            f"{path} cannot be read ({str(exc).splitlines()[0][:120]}); the file is corrupt or truncated"
+        )
+    return tensors
+
+
+class AdapterRejected(Exception):
+    """mlx_lm.load refused the adapter folder; checks report this as a failure, not a crash."""
+
+
+def rejection_guard(measure):
+    """Decorator for `measure`: an adapter mlx-lm refuses to load is a failed check."""
+    from lora_harness.core.checking import Measurement
+
+    def guarded(self, ctx):
+        try:
+            return measure(self, ctx)
+        except AdapterRejected as rejected:
+            return Measurement(None, None, {"rejected_by_mlx_lm": str(rejected)})
+
+    return guarded
+
+
+def rejected_message(measurement) -> str | None:
+    reason = measurement.evidence.get("rejected_by_mlx_lm")
+    return f"mlx_lm.load rejected the adapter: {reason}" if reason else None
+
+
+@contextmanager
+def adapter_disabled(model):
+    """The base model's behaviour without a second copy: LoRA scale 0 (exact for LoRA)."""
+    modules = [m for _, m in model.named_modules() if hasattr(m, "lora_b") and hasattr(m, "scale")]
+    scales = [m.scale for m in modules]
+    for module in modules:
+        module.scale = 0.0
+    try:
+        yield model
+    finally:
+        for module, scale in zip(modules, scales, strict=True):
+            module.scale = scale

@@ -1,0 +1,94 @@
+"""The LoRA and training settings of one run, with mlx-lm's names and defaults where it has them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lora_harness.core.errors import InputError
+
+FINE_TUNE_TYPES = ("lora", "dora")
+
+
+@dataclass
+class LoRAConfig:
+    """What `linear_to_lora_layers` is asked to do, and how the short training runs."""
+
+    fine_tune_type: str = field(default="lora", metadata={"help": "lora or dora."})
+    num_layers: int = field(
+        default=-1, metadata={"help": "Blocks to adapt, counted from the last; -1 = all."}
+    )
+    rank: int = field(default=8, metadata={"help": "LoRA rank r."})
+    scale: float = field(
+        default=20.0, metadata={"help": "Absolute LoRA scale (mlx-lm has no alpha)."}
+    )
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    keys: list[str] | None = field(
+        default=None,
+        metadata={"help": "Block-relative module keys; None = every Linear of a block."},
+    )
+    batch_size: int = field(default=4, metadata={"help": "Minibatch size."})
+    iters: int = field(default=8, metadata={"help": "Training steps of the check run."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
+    seed: int = field(default=0, metadata={"help": "Seed for LoRA init and batching."})
+    max_seq_length: int = field(default=256, metadata={"help": "Maximum sequence length."})
+
+    @property
+    def use_dora(self) -> bool:
+        return self.fine_tune_type == "dora"
+
+    def lora_parameters(self) -> dict:
+        """The `lora_parameters` dict of mlx-lm's adapter_config.json."""
+        params = {"rank": self.rank, "scale": self.scale, "dropout": self.dropout}
+        if self.keys is not None:
+            params["keys"] = list(self.keys)
+        return params
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if self.fine_tune_type not in FINE_TUNE_TYPES:
+            raise InputError(
+                f"--fine-tune-type {self.fine_tune_type!r} is not supported; "
+                f"use one of {', '.join(FINE_TUNE_TYPES)}"
+            )
+        if self.rank < 1:
+            raise InputError(f"--rank must be at least 1, got {self.rank}")
+        if self.num_layers == 0 or self.num_layers < -1:
+            raise InputError(
+                f"--num-layers {self.num_layers} adapts no block; use -1 for all or a positive count"
+            )
+        if self.keys is not None and not self.keys:
+            raise InputError("--keys is empty; name at least one key, e.g. self_attn.q_proj")
+        if self.iters < 1 or self.batch_size < 1:
+            raise InputError("--iters and --batch-size must be at least 1")
+
+
+def parse_keys(text: str) -> list[str]:
+    """`self_attn.q_proj, self_attn.v_proj` -> ['self_attn.q_proj', 'self_attn.v_proj']."""
+    return [key.strip() for key in text.split(",") if key.strip()]
+
+
+def load_yaml_config(path: Path) -> dict:
+    """Read an mlx_lm.lora-style YAML config and map it onto LoRAConfig's fields."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise InputError(f"config file {path} does not exist; pass an existing YAML file to -c")
+    except yaml.YAMLError as exc:
+        raise InputError(f"config file {path} is not valid YAML ({exc.__class__.__name__}); fix it")
+    if not isinstance(raw, dict):
+        raise InputError(f"config file {path} must hold a mapping of option: value")
+    values = {k: v for k, v in raw.items() if k in LoRAConfig.__dataclass_fields__}
+    lora_parameters = raw.get("lora_parameters") or {}
+    for key in ("rank", "scale", "dropout", "keys"):
+        if key in lora_parameters:
+            values[key] = lora_parameters[key]
+    if "alpha" in lora_parameters and "scale" not in lora_parameters:
+        raise InputError(
+            f"{path}: lora_parameters has 'alpha' but mlx-lm uses an absolute 'scale'; rename it"
+        )
+    return values

@@ -1,0 +1,150 @@
+"""Resolve `--model` into something that can build a fresh model (and tokenizer).
+
+Forms: `fixture:<name>` (built here), `shape:<name|path/config.json>` (structure only),
+a local mlx-lm model folder, or a Hugging Face hub id (through `mlx_lm.load`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from lora_harness.core.errors import InputError
+from lora_harness.models import fixture, shapes
+
+DEFAULT_MODEL = "fixture:tiny"
+
+
+@dataclass
+class ModelSource:
+    """A resolved `--model`: its config, and how to build a model from it."""
+
+    spec: str
+    kind: str  # fixture | local | hub | shape
+    config: dict
+    path: Path | None = None
+
+    @property
+    def has_weights(self) -> bool:
+        return self.kind != "shape"
+
+    def load(self):
+        """A fresh (model, tokenizer); tokenizer is None for shape-only models."""
+        if self.kind == "shape":
+            return build_from_config(self.config), None
+        import mlx_lm
+
+        try:
+            return mlx_lm.load(str(self.path))
+        except FileNotFoundError:
+            raise InputError(
+                f"{self.path} has no model*.safetensors; convert the model with mlx_lm.convert first"
+            )
+        except ValueError as exc:
+            raise InputError(f"mlx-lm cannot load {self.path}: {str(exc).splitlines()[0]}")
+
+    def describe(self) -> dict:
+        return {
+            "spec": self.spec,
+            "kind": self.kind,
+            "path": str(self.path) if self.path else None,
+            "model_type": self.config.get("model_type"),
+            "num_hidden_layers": self.config.get("num_hidden_layers"),
+            "hidden_size": self.config.get("hidden_size"),
+            "has_weights": self.has_weights,
+        }
+
+
+def resolve(spec: str | None) -> ModelSource:
+    spec = spec or DEFAULT_MODEL
+    if spec.startswith("fixture:"):
+        path = fixture.fixture_path(spec.split(":", 1)[1])
+        return ModelSource(spec, "fixture", read_config(path / "config.json"), path)
+    if spec.startswith("shape:"):
+        return _resolve_shape(spec)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(
+                f"--model {spec} is a file; pass the model folder that holds config.json"
+            )
+        config = read_config(path / "config.json")
+        _model_classes(config)
+        return ModelSource(spec, "local", config, path)
+    if _looks_like_hub_id(spec):
+        return _resolve_hub(spec)
+    raise InputError(
+        f"--model {spec}: no such folder; pass an mlx-lm model folder, a hub id, "
+        "fixture:tiny or shape:<name>"
+    )
+
+
+def build_from_config(config: dict):
+    """Instantiate the architecture mlx-lm uses for `config`; parameters stay lazy."""
+    model_class, args_class = _model_classes(config)
+    try:
+        return model_class(args_class.from_dict(config))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise InputError(
+            f"config.json does not describe a valid {config['model_type']} model: {exc}"
+        )
+
+
+def _model_classes(config: dict):
+    from mlx_lm.utils import _get_classes
+
+    try:
+        return _get_classes(config)
+    except ValueError:
+        raise InputError(
+            f"model_type {config.get('model_type')!r} is not supported by the installed mlx-lm; "
+            "upgrade mlx-lm or use a supported architecture"
+        )
+
+
+def read_config(path: Path) -> dict:
+    if not path.exists():
+        raise InputError(f"{path} not found; a model folder needs the config.json mlx-lm writes")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON (line {exc.lineno}); fix or re-download it")
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise InputError(f"{path} has no model_type; it is not a model config.json")
+    if "num_hidden_layers" not in config and "text_config" not in config:
+        raise InputError(f"{path} has no num_hidden_layers; it is not a language-model config")
+    return config
+
+
+def _resolve_shape(spec: str) -> ModelSource:
+    name = spec.split(":", 1)[1]
+    if name in shapes.CATALOGUE:
+        return ModelSource(spec, "shape", dict(shapes.CATALOGUE[name]))
+    path = Path(name).expanduser()
+    if path.suffix == ".json" or path.exists():
+        config_path = path / "config.json" if path.is_dir() else path
+        config = read_config(config_path)
+        build_from_config(config)  # fail now, with a clear message, on unsupported types
+        return ModelSource(spec, "shape", config, config_path)
+    known = ", ".join(shapes.catalogue_names())
+    raise InputError(f"unknown shape {name!r}; use one of {known} or shape:path/to/config.json")
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
+
+
+def _resolve_hub(spec: str) -> ModelSource:
+    from mlx_lm.utils import _download
+
+    try:
+        path = Path(_download(spec))
+    except Exception as exc:  # the hub client raises many types when offline
+        raise InputError(
+            f"--model {spec}: could not fetch it from the Hugging Face hub "
+            f"({exc.__class__.__name__}); download it where the hub is reachable and pass "
+            "the local folder, or use fixture:tiny"
+        )
+    return ModelSource(spec, "hub", read_config(path / "config.json"), path)

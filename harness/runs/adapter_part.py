@@ -1,0 +1,62 @@
+"""The run context's adapter part: the adapter as files, read back through mlx-lm.
+
+Written once after training with the recipe's own `save` (or given, for the doctor),
+then loaded by `mlx_lm.load(..., adapter_path=...)` and fused with the recipe's `fuse`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import mlx.core as mx
+from lora_harness.lora.adapters import AdapterRejected, read_adapter_tensors
+
+
+class AdapterFiles:
+    def __init__(self, model_part, ensure_trained: Callable, given: Path | None = None):
+        self.model_part = model_part
+        self._ensure_trained = ensure_trained
+        self.given = Path(given) if given is not None else None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    @cached_property
+    def folder(self) -> Path:
+        if self.given is not None:
+            return self.given
+        self._ensure_trained()
+        # Removed with the context; the run folder copies these files instead of saving again.
+        self._tmp = tempfile.TemporaryDirectory(prefix="lora-harness-adapter-")
+        part = self.model_part
+        return part.recipe.save(part.lora_model, part.lora, Path(self._tmp.name))
+
+    @property
+    def written(self) -> bool:
+        return "folder" in vars(self)  # cached_property stores its value on the instance
+
+    @cached_property
+    def tensors(self) -> dict[str, mx.array]:
+        return read_adapter_tensors(self.folder)
+
+    def load_with_adapter(self):
+        import mlx_lm
+
+        try:
+            model, _ = mlx_lm.load(str(self.model_part.source.path), adapter_path=str(self.folder))
+        except ValueError as exc:  # mlx-lm rejects unknown tensor names and wrong shapes
+            raise AdapterRejected(str(exc).splitlines()[0]) from exc
+        return model
+
+    @cached_property
+    def loaded_logits(self):
+        """Probe logits of the base loaded by mlx-lm with this adapter."""
+        return self.model_part.logits(self.load_with_adapter())
+
+    @cached_property
+    def fused_logits(self):
+        """Probe logits of the same, after the recipe's fuse."""
+        model = self.load_with_adapter()
+        self.model_part.recipe.fuse(model)
+        return self.model_part.logits(model)

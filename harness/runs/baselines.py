@@ -1,0 +1,53 @@
+"""Saved baselines: a measured voice score (and key metrics) to hold later runs against.
+
+File format (JSON, versioned):
+
+    {"schema_version": 1,
+     "baselines": {"<model>|<data>|<scorer>": {"voice_score": 0.74, "metrics": {...},
+                                               "saved_at": "...", "run_id": "..."}}}
+
+The key ties a score to what produced it: the model identity (spec and a hash of its
+config.json), the training data fingerprint and the scorer, so a baseline is never
+compared with a run it does not describe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from lora_harness.core.errors import InputError
+from lora_harness.reports.json_report import write_atomic
+
+FORMAT_VERSION = 1
+
+
+def baseline_key(model_spec: str, config: dict, data_fingerprint: str, scorer: str) -> str:
+    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{model_spec}@{config_hash}|data:{data_fingerprint}|scorer:{scorer}"
+
+
+def read(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        return {"schema_version": FORMAT_VERSION, "baselines": {}}
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(f"baseline file {path} is not valid JSON; fix or delete it")
+    if not isinstance(document, dict) or document.get("schema_version") != FORMAT_VERSION:
+        raise InputError(
+            f"baseline file {path} is not a version-{FORMAT_VERSION} lora-harness baseline file"
+        )
+    return document
+
+
+def lookup(path: Path, key: str) -> dict | None:
+    return read(path)["baselines"].get(key)
+
+
+def save(path: Path, key: str, entry: dict) -> None:
+    document = read(path)
+    document["baselines"][key] = entry
+    write_atomic(Path(path), json.dumps(document, indent=2, sort_keys=True) + "\n")

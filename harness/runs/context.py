@@ -1,0 +1,117 @@
+"""The run context: typed parts that build what checks ask for, lazily and once.
+
+    ctx.model       ModelPart: model, tokenizer, expectations, LoRA model, data, logits
+    ctx.training    TrainingOutcome (+ .dpo / .ranks): the short training run, done once
+    ctx.generation  GenerationPart: prompts, generations, voice scores, baselines
+    ctx.adapter     AdapterFiles: the adapter as files, read back and fused by mlx-lm
+
+Nothing is built until a check asks for it, so `--check lora_layer_count` on a
+shape-only 7B model never touches a weight.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from lora_harness.lora import recipe as recipes
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.models.sources import ModelSource
+from lora_harness.runs import distributed as dist
+from lora_harness.runs.adapter_part import AdapterFiles
+from lora_harness.runs.generation_part import GenerationPart
+from lora_harness.runs.model_part import ModelPart
+from lora_harness.runs.training import TrainingOutcome, train_sft
+from lora_harness.text.generation import GenerationSettings
+
+CAPABILITIES = {
+    "weights": "{spec} is shape-only: weights are never materialised",
+    "dpo": "a DPO check: run with --trainer dpo",
+    "distributed": "a distributed check: launch with mlx.launch ... lora-harness run --distributed",
+}
+
+
+class RunContext:
+    def __init__(
+        self,
+        source: ModelSource,
+        lora: LoRAConfig,
+        pins: dict | None = None,
+        recipe: recipes.Recipe = recipes.CORRECT,
+        data_dir: str | None = None,
+        step_callbacks=(),
+        generation_settings: GenerationSettings | None = None,
+        trainer_kind: str = "sft",
+        distributed: bool = False,
+        distributed_timeout: float = 600.0,
+        adapter_path=None,
+    ):
+        self.model = ModelPart(source, lora, recipe, pins, data_dir, trainer_kind)
+        self.generation = GenerationPart(
+            self.model, generation_settings or GenerationSettings(), self._ensure_trained
+        )
+        self.adapter = AdapterFiles(self.model, self._ensure_trained, adapter_path)
+        self.step_callbacks = list(step_callbacks)
+        self.trainer_kind = trainer_kind
+        self.group = dist.group() if distributed else None
+        self.distributed_timeout = distributed_timeout
+        # Context parts that must be built before training moves the adapters.
+        self.before_training: set[str] = set()
+        self._training: TrainingOutcome | Exception | None = None
+
+    # Shortcuts to what every front end reads.
+    source = property(lambda self: self.model.source)
+    lora = property(lambda self: self.model.lora)
+    recipe = property(lambda self: self.model.recipe)
+
+    # -- capabilities -------------------------------------------------------------
+    def offers(self, capability: str) -> bool:
+        if capability == "weights":
+            return self.source.has_weights
+        if capability == "dpo":
+            return self.trainer_kind == "dpo"
+        if capability == "distributed":
+            return self.group is not None
+        return True
+
+    def why_not(self, capability: str) -> str:
+        reason = CAPABILITIES.get(capability, "this run does not offer {capability}")
+        return reason.format(spec=self.source.spec, capability=capability)
+
+    # -- training -------------------------------------------------------------------
+    @property
+    def training(self) -> TrainingOutcome:
+        """The short training run, done once; a failure is kept and re-raised, never retried."""
+        if self._training is None:
+            try:
+                self._training = self._train()
+            except Exception as error:
+                self._training = error
+        if isinstance(self._training, Exception):
+            raise self._training
+        return self._training
+
+    def _ensure_trained(self) -> None:
+        self.training  # noqa: B018
+
+    def _train(self) -> TrainingOutcome:
+        self.model.init_logits  # noqa: B018  (before any step moves the adapters)
+        for part_and_name in sorted(self.before_training):
+            part, _, name = part_and_name.rpartition(".")
+            getattr(getattr(self, part) if part else self, name)
+        if self.trainer_kind == "dpo":
+            from lora_harness.runs.dpo_run import train_dpo
+
+            return train_dpo(self.model, self.step_callbacks)
+        if self.group is not None:
+            return dist.train_distributed(self)
+        return train_sft(self.model, self.step_callbacks)
+
+    @property
+    def trained(self) -> bool:
+        return isinstance(self._training, TrainingOutcome)
+
+    @cached_property
+    def trained_logits(self):
+        """Probe logits of the LoRA model after training."""
+        self._ensure_trained()
+        return self.model.logits()

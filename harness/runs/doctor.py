@@ -1,0 +1,90 @@
+"""Doctor an adapter trained elsewhere (mlx_lm.lora or this harness): no training, just checks.
+
+The model is prepared exactly as the adapter config says (freeze, convert, unfreeze the
+adapter keys), then the file's tensors are loaded where names and shapes fit; whatever
+does not fit is reported by adapter_file_exact rather than crashing the run.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from lora_harness.core.checking import SkipCheck
+from lora_harness.core.errors import InputError
+from lora_harness.lora import adapters
+from lora_harness.lora.adapters import adapter_disabled
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.runs.context import RunContext
+from lora_harness.runs.generation_part import GenerationPart
+from lora_harness.runs.model_part import ModelPart
+
+
+def lora_from_adapter_config(config: dict, path: Path) -> LoRAConfig:
+    parameters = config.get("lora_parameters") or {}
+    fine_tune_type = config.get("fine_tune_type", "lora")
+    if fine_tune_type not in ("lora", "dora"):
+        raise InputError(f"{path}: fine_tune_type {fine_tune_type!r} has no LoRA adapter to doctor")
+    try:
+        lora = LoRAConfig(
+            fine_tune_type=fine_tune_type,
+            num_layers=int(config.get("num_layers", 16)),
+            rank=int(parameters.get("rank", 8)),
+            scale=float(parameters.get("scale", 20.0)),
+            dropout=float(parameters.get("dropout", 0.0)),
+            keys=parameters.get("keys"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: lora_parameters hold a value of the wrong type ({exc})")
+    lora.validate()
+    return lora
+
+
+class AdapterModelPart(ModelPart):
+    """The model converted as the adapter config says, with the file's fitting tensors loaded."""
+
+    def __init__(self, *args, adapter_files=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.adapter_files = adapter_files
+
+    @cached_property
+    def lora_model(self):
+        model = super().lora_model
+        expected = self.expectations.adapter_shapes()
+        tensors = self.adapter_files.tensors.items()
+        fitting = [(n, t) for n, t in tensors if expected.get(n) == tuple(t.shape)]
+        model.load_weights(fitting, strict=False)
+        return model
+
+
+class AdapterGenerationPart(GenerationPart):
+    """'Before' is the same model with the adapter disabled: there is no training run."""
+
+    @cached_property
+    def init_generations(self):
+        with adapter_disabled(self.model_part.lora_model):
+            return self.generate()
+
+
+class DoctorContext(RunContext):
+    def __init__(self, source, adapter_path: Path, **kwargs):
+        self.adapter_config = adapters.read_adapter_config(adapter_path)
+        lora = lora_from_adapter_config(
+            self.adapter_config, Path(adapter_path) / "adapter_config.json"
+        )
+        super().__init__(source, lora, adapter_path=adapter_path, **kwargs)
+        self.model = AdapterModelPart(
+            source,
+            lora,
+            pins=kwargs.get("pins"),
+            data_dir=kwargs.get("data_dir"),
+            adapter_files=self.adapter,
+        )
+        self.adapter.model_part = self.model
+        self.generation = AdapterGenerationPart(self.model, self.generation.settings, lambda: None)
+
+    @property
+    def training(self):
+        raise SkipCheck(
+            "doctor: the adapter is already trained; there is no training run to inspect"
+        )

@@ -1,0 +1,93 @@
+"""The run context's model part: the model, its tokenizer, the LoRA conversion, the data.
+
+Built lazily and once. The order that matters is kept by construction: `lora_model`
+derives the expectations and takes the base logits from the unconverted model before
+the recipe converts it, so no caller can ask in the wrong order.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from lora_harness.lora import dpo, expectations, trainer
+from lora_harness.lora import recipe as recipes
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.models.sources import ModelSource
+from lora_harness.text import data
+from mlx.utils import tree_flatten
+
+
+class ModelPart:
+    def __init__(
+        self,
+        source: ModelSource,
+        lora: LoRAConfig,
+        recipe: recipes.Recipe = recipes.CORRECT,
+        pins: dict | None = None,
+        data_dir: str | None = None,
+        trainer_kind: str = "sft",
+    ):
+        self.source, self.lora, self.recipe = source, lora, recipe
+        self.pins = dict(pins or {})
+        self.data_dir, self.trainer_kind = data_dir, trainer_kind
+
+    @cached_property
+    def _loaded(self):
+        return self.source.load()
+
+    @property
+    def tokenizer(self):
+        return self._loaded[1]
+
+    @cached_property
+    def expectations(self) -> expectations.Expectations:
+        """Derived from the config and the unconverted model, never from the converter."""
+        return expectations.derive(self.source.config, self._loaded[0], self.lora, self.pins)
+
+    @cached_property
+    def training_rows(self) -> list[dict]:
+        # Under DPO, --data holds preference pairs; logit probes use the built-in corpus.
+        return data.load_rows(None if self.trainer_kind == "dpo" else self.data_dir)
+
+    @cached_property
+    def dpo_rows(self) -> list[dict]:
+        return data.load_rows(self.data_dir) if self.data_dir else dpo.default_pairs()
+
+    @cached_property
+    def training_dataset(self):
+        """The rows tokenised by the recipe (mlx-lm's dataset classes when correct)."""
+        return self.recipe.tokenize(self.training_rows, self.tokenizer)
+
+    @cached_property
+    def probe_batch(self):
+        """The tiny batch the run overfits, from --data or the built-in corpus."""
+        lora = self.lora
+        return data.first_batch(
+            self.training_dataset, lora.batch_size, lora.max_seq_length, lora.seed
+        )
+
+    @property
+    def base_logits(self):
+        """Logits of the unconverted model on the probe batch (taken before conversion)."""
+        self.lora_model  # noqa: B018
+        return self._base_logits
+
+    @cached_property
+    def lora_model(self):
+        """The model after the recipe's freeze -> convert -> unfreeze."""
+        self.expectations  # noqa: B018  (the walk must see the original modules)
+        has_weights = self.source.has_weights
+        self._base_logits = self.logits(self._loaded[0]) if has_weights else None
+        return trainer.prepare_lora_model(self._loaded[0], self.lora, self.recipe)
+
+    @cached_property
+    def init_logits(self):
+        """Logits of the LoRA model before any step (taken before training starts)."""
+        return self.logits()
+
+    def logits(self, model=None):
+        """Probe-batch logits of `model` (default: the LoRA model as it is now)."""
+        return recipes.probe_logits(model or self.lora_model, self.probe_batch[0])
+
+    def trainable_keys(self) -> set[str]:
+        return {name for name, _ in tree_flatten(self.lora_model.trainable_parameters())}

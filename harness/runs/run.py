@@ -1,0 +1,228 @@
+"""One harness run, independent of the front end: settings in, report document out.
+
+The CLI and (later) the pytest plugin are thin adapters over `prepare` and `execute`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lora_harness.core.errors import InputError
+from lora_harness.lora import expectations
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.lora.recipe import CORRECT, Recipe
+from lora_harness.models.sources import ModelSource, resolve
+from lora_harness.reports import json_report
+from lora_harness.runs import environment, options, suites
+from lora_harness.runs.context import RunContext
+from lora_harness.text.generation import GenerationSettings
+
+
+@dataclass
+class Settings:
+    model: str | None
+    lora: LoRAConfig
+    pins: dict
+    suite: str | None
+    check_names: list[str]
+    data_dir: str | None = None
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    recipe: Recipe = CORRECT
+    trainer: str = "sft"
+    distributed: bool = False
+    distributed_timeout: float = 600.0
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def settings_from(values: dict) -> Settings:
+    """Validate option values (dest -> value) into Settings; raises InputError on bad input."""
+    return Settings(
+        model=values.get("model"),
+        lora=options.lora_config_from(values),
+        pins=expectations.parse_pins(values.get("expect") or []),
+        suite=_suite(values),
+        check_names=suites.select(_suite(values), values.get("check")),
+        trainer=values.get("trainer") or "sft",
+        distributed=bool(values.get("distributed")),
+        recipe=_recipe(values.get("inject_fault")),
+        distributed_timeout=values.get("distributed_timeout") or 600.0,
+        data_dir=values.get("data"),
+        generation=options.generation_settings_from(values),
+    )
+
+
+def _recipe(fault_name: str | None) -> Recipe:
+    if not fault_name:
+        return CORRECT
+    from lora_harness.core.errors import InputError
+    from lora_harness.lora.faults import ALL_FAULTS
+
+    if fault_name not in ALL_FAULTS:
+        raise InputError(f"--inject-fault {fault_name}: unknown; see lora-harness selftest --list")
+    return ALL_FAULTS[fault_name].recipe
+
+
+def _suite(values: dict) -> str | None:
+    if values.get("suite") is None and values.get("trainer") == "dpo" and not values.get("check"):
+        return "dpo"
+    if values.get("suite") is None and values.get("distributed") and not values.get("check"):
+        return "distributed"
+    return values.get("suite")
+
+
+def prepare(settings: Settings, step_callbacks=()) -> RunContext:
+    """Resolve the model and derive expectations now, so bad input fails before any check runs."""
+    source: ModelSource = resolve(settings.model)
+    ctx = RunContext(
+        source,
+        settings.lora,
+        pins=settings.pins,
+        recipe=settings.recipe,
+        data_dir=settings.data_dir,
+        step_callbacks=step_callbacks,
+        generation_settings=settings.generation,
+        trainer_kind=settings.trainer,
+        distributed=settings.distributed,
+        distributed_timeout=settings.distributed_timeout,
+    )
+    if ctx.group is not None and ctx.group.size() < 2:
+        # One rank cannot be out of sync with itself: the distributed checks would pass vacuously.
+        raise InputError(
+            "--distributed found a single rank; start every rank with MLX's launcher, e.g. "
+            "mlx.launch -n 2 --backend ring lora-harness run --distributed "
+            "(or lora-harness remote run --distributed --hosts FLEET.toml)"
+        )
+    ctx.model.expectations  # noqa: B018  (raises InputError for keys matching nothing, etc.)
+    if source.has_weights:
+        ctx.model.probe_batch  # noqa: B018  (raises InputError for unusable data)
+        gen = ctx.generation
+        gen.prompts, gen.references, gen.scorer  # noqa: B018  (bad paths fail now)
+        if settings.trainer == "dpo":
+            from lora_harness.lora.dpo import encode_pairs
+
+            encode_pairs(ctx.model.dpo_rows, ctx.model.tokenizer)
+        gen.saved_baseline()
+    return ctx
+
+
+def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
+    """Run the selected checks and return the report document."""
+    started, tic = _now(), time.perf_counter()
+    results = [r.to_dict() for r in suites.run_checks(ctx, settings.check_names, on_result)]
+    steps = ctx.training.metrics if ctx.trained else []
+    report = report_header(settings, ctx.source, run_id=new_run_id(), started_at=started)
+    report["run"]["duration_s"] = round(time.perf_counter() - tic, 3)
+    report["expectations"] = ctx.model.expectations.to_dict()
+    report["checks"] = results
+    report["metrics"] = {"steps": steps, "summary": json_report.metrics_summary(steps)}
+    report["generation"] = ctx.generation.section()
+    if ctx.group is not None and ctx.trained:
+        report["distributed"] = distributed_section(ctx.training.ranks)
+    report["summary"] = json_report.summarise(results)
+    return report
+
+
+def distributed_section(ranks) -> dict:
+    return {
+        "size": ranks.size,
+        "ranks": [
+            {
+                "rank": r,
+                "trainable_arrays": ranks.trainable_arrays[r],
+                "base_changed": ranks.base_changed[r],
+                "adapter_digest": _short_digest(ranks.adapter_digests[r]),
+            }
+            for r in range(ranks.size)
+        ],
+        "distance_to_single": ranks.distance_to_single,
+    }
+
+
+def _short_digest(values: list[int]) -> str:
+    """A rank's LoRA fingerprint as 16 hex digits: equal on every rank of an in-sync run."""
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
+
+
+def report_header(
+    settings: Settings,
+    source: ModelSource,
+    run_id: str,
+    kind: str = "run",
+    started_at: str | None = None,
+) -> dict:
+    """The parts of a report every kind of run shares; the caller fills in the results."""
+    suite = settings.suite or ("gate" if settings.check_names == suites.GATE else None)
+    return {
+        "schema_version": json_report.SCHEMA_VERSION,
+        "kind": kind,
+        "run": {
+            "id": run_id,
+            "started_at": started_at or _now(),
+            "finished_at": _now(),
+            "duration_s": 0.0,
+            "command": settings.command,
+            "suite": suite,
+            "checks_requested": settings.check_names,
+            "recipe": settings.recipe.name,
+        },
+        "environment": environment.collect(),
+        "model": source.describe(),
+        "lora": settings.lora.to_dict(),
+        "expectations": None,
+        "checks": [],
+        "metrics": {"steps": [], "summary": {}},
+        "artifacts": {},
+        "summary": json_report.summarise([]),
+    }
+
+
+def save_baseline(report: dict, path: Path) -> str:
+    """Store the run's measured voice score under its baseline key; returns the key."""
+    from lora_harness.core.errors import InputError
+    from lora_harness.runs import baselines
+
+    section = report.get("generation")
+    if not section:
+        raise InputError(
+            "--save-baseline needs a run that generates: use the gate suite on a model with weights"
+        )
+    entry = {
+        "voice_score": section["trained_voice_score"],
+        "metrics": report["metrics"]["summary"],
+        "run_id": report["run"]["id"],
+        "saved_at": report["run"]["finished_at"],
+    }
+    baselines.save(path, section["baseline_key"], entry)
+    return section["baseline_key"]
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
+    """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path."""
+    import shutil
+
+    from lora_harness.lora.adapters import save_adapter
+
+    folder = Path(out_dir) / report["run"]["id"]
+    if ctx.adapter.written:  # already written once for the adapter checks
+        adapter = Path(shutil.copytree(ctx.adapter.folder, folder / "adapters"))
+        report["artifacts"]["adapter_path"] = str(adapter)
+    elif ctx.trained:
+        adapter = save_adapter(ctx.model.lora_model, ctx.lora, folder / "adapters")
+        report["artifacts"]["adapter_path"] = str(adapter)
+    return json_report.write_atomic(folder / "report.json", json_report.dumps(report))

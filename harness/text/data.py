@@ -1,0 +1,114 @@
+"""Training data in mlx-lm's formats, and the batches the check run trains on.
+
+`--data DIR` reads `train.jsonl` (rows of `{"text"}`, `{"messages"}` or
+`{"prompt","completion"}`) through mlx-lm's own dataset classes, so tokenisation and
+masking are exactly what `mlx_lm.lora` would do. Without `--data` the synthetic corpus
+in the target voice is used, which any tokenizer can encode offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from lora_harness.core.errors import InputError
+from lora_harness.text import corpus
+
+DEFAULT_VOICE = "folksy"
+
+
+def default_rows(count: int = 64, seed: int = 0) -> list[dict]:
+    return [{"text": text} for text in corpus.corpus(DEFAULT_VOICE, count, seed=seed)]
+
+
+def default_prompts() -> list[str]:
+    """Neutral topic openings: they do not give the voice away, so the model picks it."""
+    return [corpus.prompt_for(topic) for topic in corpus.TOPICS[:8]]
+
+
+def default_references(count: int = 64) -> list[str]:
+    """Target-voice texts the training rows were not drawn from (another seed), sans topic."""
+    texts = corpus.corpus(DEFAULT_VOICE, count, seed=1000)
+    return [text.split(":", 1)[1].strip() for text in texts]
+
+
+def read_texts(path: str, what: str) -> list[str]:
+    """Lines of a text file, or the text/prompt field of each row of a .jsonl file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputError(f"{what} {path} is not a file; pass a .txt (one per line) or .jsonl file")
+    if file.suffix == ".jsonl":
+        rows = read_jsonl(file)
+        texts = [row.get("text") or row.get("prompt") or "" for row in rows]
+    else:
+        texts = file.read_text().splitlines()
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if not texts:
+        raise InputError(f"{what} {path} holds no text")
+    return texts
+
+
+def data_fingerprint(rows: list[dict]) -> str:
+    import hashlib
+
+    blob = json.dumps(rows, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        raise InputError(
+            f"{path} not found; --data must be a folder with train.jsonl (mlx-lm format)"
+        )
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(
+                f"{path}:{number} is not valid JSON; each line must be one JSON object"
+            )
+        if not isinstance(row, dict):
+            raise InputError(f'{path}:{number} must be a JSON object such as {{"text": ...}}')
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path} has no rows; add training examples")
+    return rows
+
+
+def load_rows(data_dir: str | None, split: str = "train") -> list[dict]:
+    if data_dir is None:
+        return default_rows()
+    folder = Path(data_dir).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"--data {data_dir} is not a folder; pass a folder holding {split}.jsonl")
+    return read_jsonl(folder / f"{split}.jsonl")
+
+
+def tokenized_dataset(rows: list[dict], tokenizer, mask_prompt: bool = False):
+    """mlx-lm's dataset for `rows` (it picks text/chat/completions from the first row)."""
+    from mlx_lm.tuner.datasets import CacheDataset, create_dataset
+
+    try:
+        dataset = create_dataset(rows, tokenizer, SimpleNamespace(mask_prompt=mask_prompt))
+    except ValueError as exc:
+        raise InputError(
+            f"training rows are in no mlx-lm format ({exc}); use text, messages or prompt/completion"
+        )
+    return CacheDataset(dataset)
+
+
+def first_batch(dataset, batch_size: int, max_seq_length: int, seed: int):
+    """One (tokens, lengths) batch, made by mlx-lm's own batcher."""
+    from mlx_lm.tuner.trainer import iterate_batches
+
+    if len(dataset) < batch_size:
+        raise InputError(
+            f"the data has {len(dataset)} examples but --batch-size is {batch_size}; "
+            "lower --batch-size or add examples"
+        )
+    batches = iterate_batches(dataset, batch_size, max_seq_length, loop=False, seed=seed)
+    return next(iter(batches))
