@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from lora_harness.remote import deploy, fleet
 from lora_harness.remote.host_run import RemoteOptions
 from lora_harness.remote.inventory import Host
 from lora_harness.runs.run import new_run_id
-
 from tests import sshd
 
 pytestmark = pytest.mark.skipif(not sshd.available(), reason="needs OpenSSH sshd and root")

@@ -8,6 +8,7 @@ absolute time is asserted.
 from __future__ import annotations
 
 import pytest
+
 from lora_harness.bench import bench
 from lora_harness.core import fingerprint
 from lora_harness.lora.lora_config import LoRAConfig

@@ -1,6 +1,7 @@
 """Loading the adapter changes what the model computes."""
 
 import mlx.core as mx
+
 from lora_harness.core.checking import Check, Measurement, register
 from lora_harness.lora.adapters import rejected_message, rejection_guard
 

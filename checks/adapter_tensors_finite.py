@@ -1,6 +1,7 @@
 """Every tensor in the adapter file is finite."""
 
 import mlx.core as mx
+
 from lora_harness.core.checking import Check, Measurement, register
 
 

@@ -1,6 +1,7 @@
 """The model fused through mlx-lm's fuse path computes what base + adapter computes."""
 
 import mlx.core as mx
+
 from lora_harness.core.checking import Check, Measurement, logit_difference, register
 from lora_harness.lora.adapters import rejected_message, rejection_guard
 

@@ -1,6 +1,7 @@
 """DPO: the reference model's log-probs are bit-identical before and after training."""
 
 import mlx.core as mx
+
 from lora_harness.core.checking import Check, Measurement, register
 
 

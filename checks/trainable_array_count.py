@@ -1,7 +1,8 @@
 """How many arrays are trainable, counted over the flattened tree and by the trainer."""
 
-from lora_harness.core.checking import Check, Measurement, register
 from mlx.utils import tree_flatten
+
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register

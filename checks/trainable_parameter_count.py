@@ -1,7 +1,8 @@
 """How many scalars are trainable, against sum of r*(in+out) over the adapted projections."""
 
-from lora_harness.core.checking import Check, Measurement, register
 from mlx.utils import tree_flatten
+
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register

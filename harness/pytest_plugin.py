@@ -12,6 +12,7 @@ fingerprints, generations) to write their own checks.
 from __future__ import annotations
 
 import pytest
+
 from lora_harness.runs import options, suites
 
 _CONTEXT = pytest.StashKey[object]()

@@ -6,6 +6,7 @@ Only the shape of the output is asserted: timings on a shared machine are not.
 from __future__ import annotations
 
 import jsonschema
+
 from lora_harness.cli.bench_cmd import MEASUREMENTS
 from lora_harness.reports import json_report
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from lora_harness.lora.faults import FAULTS
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT
@@ -12,7 +13,6 @@ from lora_harness.runs import suites
 from lora_harness.runs.run import Settings
 from lora_harness.runs.selftest import run_selftest
 from lora_harness.runs.suites import all_checks
-
 from tests.conftest import run_gate
 
 # The fault x check matrix the harness promises: a change that blinds a check fails here.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from lora_harness.reports import json_report
 from lora_harness.runs import suites
 

@@ -11,8 +11,8 @@ import time
 
 import jsonschema
 import pytest
-from lora_harness.reports import html, json_report
 
+from lora_harness.reports import html, json_report
 from tests.conftest import ROOT
 from tests.sshd import free_port
 
@@ -29,7 +29,7 @@ def launch(tmp_path, *args, timeout=300):
         "ring",
         sys.executable,
         "-m",
-        "harness",
+        "lora_harness",
         "run",
         "--distributed",
         "-q",

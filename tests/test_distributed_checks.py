@@ -8,10 +8,11 @@ check the all-gathered per-rank evidence such a run would produce.
 from __future__ import annotations
 
 import pytest
+
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.runs.context import RunContext
-from lora_harness.runs.training import RanksOutcome, TrainingOutcome
 from lora_harness.runs.suites import all_checks
+from lora_harness.runs.training import RanksOutcome, TrainingOutcome
 
 
 def _distributed_context(fixture_source, **extra) -> RunContext:

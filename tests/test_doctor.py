@@ -9,6 +9,7 @@ import sys
 
 import mlx.core as mx
 import pytest
+
 from lora_harness.text import corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore")

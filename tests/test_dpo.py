@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from lora_harness.lora.faults import DPO_FAULTS
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.runs import suites

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mlx.utils import tree_flatten
+from mlx_lm.tuner.utils import linear_to_lora_layers
+
 from lora_harness.core.errors import InputError
 from lora_harness.lora import expectations
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import adapter_module_names
 from lora_harness.models.sources import build_from_config, resolve
-from mlx.utils import tree_flatten
-from mlx_lm.tuner.utils import linear_to_lora_layers
 
 FAMILY_KEYS = [
     "self_attn.q_proj",

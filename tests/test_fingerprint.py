@@ -6,6 +6,7 @@ import mlx.core as mx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from lora_harness.core.fingerprint import changed, fingerprint
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from lora_harness.core.errors import InputError
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.runs import baselines

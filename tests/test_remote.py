@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lora_harness.reports import json_report
 
+from lora_harness.reports import json_report
 from tests import sshd
 
 pytestmark = pytest.mark.skipif(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from lora_harness.core.errors import InputError
 from lora_harness.remote import ring
 from lora_harness.remote.inventory import Host

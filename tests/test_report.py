@@ -6,6 +6,7 @@ import json
 
 import jsonschema
 import pytest
+
 from lora_harness.core.errors import InputError
 from lora_harness.reports import json_report
 

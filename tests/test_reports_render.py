@@ -6,10 +6,10 @@ import copy
 import json
 
 import pytest
+
 from lora_harness.core.errors import InputError
 from lora_harness.reports import compare, html, json_report, junit
 from lora_harness.reports import history as run_history
-
 from tests.browser import chromium, chromium_path
 from tests.conftest import ARTIFACTS
 

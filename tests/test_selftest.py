@@ -5,11 +5,11 @@ from __future__ import annotations
 import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from lora_harness.core.checking import CheckResult
 from lora_harness.lora.faults import FAULTS
 from lora_harness.reports import json_report
 from lora_harness.runs.selftest import judge_fault, markdown_matrix
-
 from tests.conftest import run_gate
 
 

@@ -7,6 +7,7 @@ import json
 import mlx.core as mx
 import mlx_lm
 import pytest
+
 from lora_harness.lora.adapters import save_adapter
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import probe_logits

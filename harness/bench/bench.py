@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.optimizers as optim
+
 from lora_harness.core import fingerprint
 from lora_harness.lora import trainer
 from lora_harness.lora.lora_config import LoRAConfig

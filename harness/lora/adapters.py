@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlx.core as mx
-from lora_harness.core.errors import InputError
 from mlx.utils import tree_unflatten
+
+from lora_harness.core.errors import InputError
 
 
 def adapter_weights(model) -> dict[str, mx.array]:

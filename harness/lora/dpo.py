@@ -13,10 +13,11 @@ from functools import partial
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
+
 from lora_harness.core.errors import InputError
 from lora_harness.lora.adapters import adapter_disabled
 from lora_harness.text import corpus
-from mlx.utils import tree_flatten
 
 BETA = 0.1
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 import mlx.core as mx
 import mlx.nn as nn
-from lora_harness.lora.lora_config import LoRAConfig
-from lora_harness.lora.recipe import CORRECT, Recipe, convert_with_mlx_lm
 from mlx_lm.tuner.lora import LoRALinear
 from mlx_lm.tuner.trainer import default_loss
 from mlx_lm.tuner.utils import linear_to_lora_layers
+
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.lora.recipe import CORRECT, Recipe, convert_with_mlx_lm
 
 
 @dataclass(frozen=True)

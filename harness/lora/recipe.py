@@ -13,14 +13,15 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from lora_harness.lora.adapters import fuse_with_mlx_lm, save_adapter
-from lora_harness.lora.dpo import dpo_loss
-from lora_harness.lora.lora_config import LoRAConfig
-from lora_harness.text.data import tokenized_dataset
 from mlx.nn.utils import average_gradients
 from mlx.utils import tree_flatten
 from mlx_lm.tuner.trainer import default_loss
 from mlx_lm.tuner.utils import linear_to_lora_layers
+
+from lora_harness.lora.adapters import fuse_with_mlx_lm, save_adapter
+from lora_harness.lora.dpo import dpo_loss
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.text.data import tokenized_dataset
 
 
 def freeze_base(model: nn.Module) -> None:

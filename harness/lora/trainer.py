@@ -15,9 +15,10 @@ from typing import Protocol
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+from mlx.utils import tree_flatten
+
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
-from mlx.utils import tree_flatten
 
 
 class StepCallback(Protocol):

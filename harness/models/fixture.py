@@ -139,10 +139,11 @@ def _write_tokenizer(recipe: FixtureRecipe, texts: list[str], folder: Path) -> N
 
 def _write_model(recipe: FixtureRecipe, texts: list[str], folder: Path) -> None:
     import mlx.core as mx
-    from lora_harness.models.pretrain import pretrain
     from mlx.utils import tree_flatten
     from mlx_lm.models import qwen2
     from mlx_lm.utils import load_tokenizer
+
+    from lora_harness.models.pretrain import pretrain
 
     tokenizer = json.loads((folder / "tokenizer.json").read_text())
     vocab = tokenizer["model"]["vocab"]

@@ -11,6 +11,7 @@ import os
 import threading
 
 import paramiko
+
 from lora_harness.remote.inventory import Host
 
 

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 import mlx.core as mx
+
 from lora_harness.lora.adapters import AdapterRejected, read_adapter_tensors
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 
 import mlx.core as mx
+
 from lora_harness.core import fingerprint
 from lora_harness.core.errors import EXIT_RANK_LOST
 from lora_harness.lora import recipe as recipes
@@ -48,8 +49,9 @@ def digest_ints(digests: dict) -> list[int]:
 
 def single_process_reference(ctx, batch) -> dict[str, mx.array]:
     """The same steps in one process: gradients of each rank's shard, averaged locally."""
-    from lora_harness.lora.adapters import adapter_weights
     from mlx.utils import tree_map
+
+    from lora_harness.lora.adapters import adapter_weights
 
     part = ctx.model
     model, _ = part.source.load()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlx.core as mx
+
 from lora_harness.lora import dpo, trainer
 from lora_harness.runs.training import DPOOutcome, TrainingOutcome, fingerprints, outcome
 

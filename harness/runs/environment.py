@@ -50,6 +50,7 @@ def git_sha(folder: str | None = None) -> str | None:
 
 def collect() -> dict:
     import mlx.core as mx
+
     from lora_harness.reports import history
 
     info = {

@@ -11,6 +11,7 @@ from itertools import islice
 from pathlib import Path
 
 import mlx.core as mx
+
 from lora_harness.lora import trainer
 from lora_harness.lora.adapters import adapter_weights, save_adapter
 from lora_harness.models.sources import resolve
@@ -21,8 +22,9 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def train_to_folder(settings: Settings, folder: Path, save_every: int, on_step=None) -> dict:
-    from lora_harness.core.errors import InputError
     from mlx_lm.tuner.trainer import iterate_batches
+
+    from lora_harness.core.errors import InputError
 
     source = resolve(settings.model)
     if not source.has_weights:

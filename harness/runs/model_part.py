@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from mlx.utils import tree_flatten
+
 from lora_harness.lora import dpo, expectations, trainer
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.models.sources import ModelSource
 from lora_harness.text import data
-from mlx.utils import tree_flatten
 
 
 class ModelPart:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import mlx.core as mx
+from mlx.utils import tree_flatten
+
 from lora_harness.core import fingerprint
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora import trainer
-from mlx.utils import tree_flatten
 
 
 @dataclass
