@@ -13,7 +13,7 @@ from functools import cached_property
 from lora_harness.runs import baselines
 from lora_harness.text import data, generation
 from lora_harness.text.generation import Generation, GenerationSettings
-from lora_harness.text.voice import DEFAULT_SCORER, load_scorer
+from lora_harness.text.voice import DEFAULT_SCORER, bootstrap_spread, load_scorer
 
 
 class GenerationPart:
@@ -71,6 +71,10 @@ class GenerationPart:
     def voice_score(self, generations: list[Generation]) -> float:
         return float(self.scorer([g.text for g in generations], self.references))
 
+    def voice_spread(self, generations: list[Generation]) -> float:
+        """The scorer's standard error on these generations (bootstrap over them)."""
+        return bootstrap_spread(self.scorer, [g.text for g in generations], self.references)
+
     def baseline_key(self) -> str:
         scorer = self.settings.scorer or DEFAULT_SCORER
         rows = data.data_fingerprint(self.model_part.training_rows)
@@ -87,6 +91,7 @@ class GenerationPart:
             return None
         section = {
             "trained_voice_score": self.voice_score(self.generations),
+            "trained_voice_spread": self.voice_spread(self.generations),
             "samples": [g.to_dict() for g in self.generations],
             "stop_token_ids": sorted(self.stop_ids),
             "baseline_key": self.baseline_key(),

@@ -195,6 +195,7 @@ def save_baseline(report: dict, path: Path) -> str:
         )
     entry = {
         "voice_score": section["trained_voice_score"],
+        "voice_score_spread": section.get("trained_voice_spread", 0.0),
         "metrics": report["metrics"]["summary"],
         "run_id": report["run"]["id"],
         "saved_at": report["run"]["finished_at"],

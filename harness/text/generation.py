@@ -24,7 +24,7 @@ class GenerationSettings:
     prompts_path: str | None = None
     references_path: str | None = None
     scorer: str | None = None
-    tolerance: float = 0.05
+    tolerance: float | None = None  # None: derived from the scorer's measured spread
     baseline_path: str | None = None
     max_tokens: int = 48
     seed: int = 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import random
 import re
+import statistics
 from collections import Counter
 from collections.abc import Callable
 
@@ -54,6 +56,20 @@ def stylometric_score(generations: list[str], references: list[str]) -> float:
     if words or reference_words:  # texts of punctuation alone have no word profile
         parts.append(cosine(words, reference_words))
     return round(sum(parts) / len(parts), 6)
+
+
+def bootstrap_spread(scorer, generations: list[str], references: list[str], rounds=200) -> float:
+    """Standard error of `scorer` over these generations, by resampling them with replacement.
+
+    The score of a handful of sampled generations is itself noisy; this measures how much,
+    so a drop is judged against the scorer's own spread rather than a constant.
+    """
+    texts = list(generations)
+    if len(texts) < 2:
+        return 0.0
+    rng = random.Random(0)  # deterministic: the same generations give the same spread
+    scores = [scorer([rng.choice(texts) for _ in texts], references) for _ in range(rounds)]
+    return statistics.pstdev(scores)
 
 
 DEFAULT_SCORER = "lora_harness.text.voice:stylometric_score"
