@@ -29,7 +29,8 @@ class AdapterFileExact(Check):
             for n in set(tensors) & set(expected_shapes)
             if tuple(tensors[n].shape) != expected_shapes[n]
         )
-        measurement.observed += len(wrong)
+        measurement.observed += f", {len(wrong)} wrong shapes"
+        measurement.expected += ", 0 wrong shapes"
         measurement.evidence.update(
             wrong_shapes=[
                 f"{n}: {tuple(tensors[n].shape)} != {expected_shapes[n]}" for n in wrong[:5]
@@ -40,7 +41,7 @@ class AdapterFileExact(Check):
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         ev = measurement.evidence
-        if measurement.observed == 0:
+        if ev["extra_count"] + ev["missing_count"] + ev["wrong_shape_count"] == 0:
             return "pass", f"{ev['observed_count']} tensors, exactly the expected names and shapes"
         status, message = keysets.judge(
             measurement, "adapter file", "unexpected tensors", "missing tensors"

@@ -3,6 +3,7 @@
 import mlx.core as mx
 
 from lora_harness.core.checking import Check, Measurement, register
+from lora_harness.core.words import plural
 
 
 @register
@@ -24,5 +25,5 @@ class AdapterTensorsFinite(Check):
             return "pass", f"all {measurement.evidence['tensors']} tensors finite"
         return (
             "fail",
-            f"{measurement.observed} tensors hold NaN/Inf, e.g. {measurement.evidence['non_finite'][0]}",
+            f"{plural(measurement.observed, 'tensor')} with NaN/Inf, e.g. {measurement.evidence['non_finite'][0]}",
         )

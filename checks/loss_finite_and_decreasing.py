@@ -48,7 +48,10 @@ class LossFiniteAndDecreasing(Check):
             "zero_token_steps": [s["iteration"] for s in metrics if s["loss_tokens"] == 0],
             "min_relative_drop": self.min_relative_drop,
         }
-        return Measurement(observed=ratio, expected=1 - self.min_relative_drop, evidence=evidence)
+        evidence["settled_over_first"] = ratio
+        observed = None if ratio is None else f"settled at {ratio:.0%} of the first step's loss"
+        expected = f"at most {1 - self.min_relative_drop:.0%} of the first step's loss"
+        return Measurement(observed, expected, evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
         ev = measurement.evidence
@@ -56,16 +59,17 @@ class LossFiniteAndDecreasing(Check):
             return "fail", f"loss is not finite at step(s) {ev['non_finite_steps'][:5]}"
         if len(ev["losses"]) < 2:
             return "fail", "needs at least 2 steps to see the loss fall; raise --iters"
-        if measurement.observed is None:
+        ratio = ev["settled_over_first"]
+        if ratio is None:
             return (
                 "fail",
                 f"loss is not positive ({ev['first']:.4f}); cross-entropy cannot be negative",
             )
         settled = (
             f"median of the last {ev['settled_window']} steps {ev['settled_median']:.4f} "
-            f"vs first step {ev['first']:.4f} ({measurement.observed:.0%} of it)"
+            f"vs first step {ev['first']:.4f} ({ratio:.0%} of it)"
         )
-        if measurement.observed <= measurement.expected:
+        if ratio <= 1 - self.min_relative_drop:
             return "pass", f"loss fell: {settled}"
         return "fail", (
             f"loss did not fall: {settled}; needs a drop of at least {self.min_relative_drop:.0%}"

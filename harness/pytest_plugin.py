@@ -22,19 +22,6 @@ _SETTINGS = pytest.StashKey[object]()
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("lora-harness", "LoRA health checks (mlx-lora-harness)")
     options.add_to_pytest(group, options.RUN_OPTIONS)
-    group.addoption(
-        "--lora-suite",
-        dest="lora_suite",
-        choices=sorted(suites.SUITES),
-        help="suite whose checks become test items (default gate)",
-    )
-    group.addoption(
-        "--lora-check",
-        dest="lora_check",
-        action="append",
-        metavar="NAME",
-        help="only this check as a test item (repeatable)",
-    )
 
 
 def _active(config) -> bool:
@@ -46,7 +33,6 @@ def _settings(config):
         from lora_harness.runs.run import settings_from
 
         values = options.values_from_pytest(config, options.RUN_OPTIONS)
-        values.update(suite=config.getoption("lora_suite"), check=config.getoption("lora_check"))
         config.stash[_SETTINGS] = settings_from(values)
     return config.stash[_SETTINGS]
 

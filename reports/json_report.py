@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
@@ -54,23 +52,6 @@ def json_safe(value):
 
 def dumps(document: dict) -> str:
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write via a temporary file in the same folder and rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def load(path: Path) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lora_harness.core.files import write_atomic
 from lora_harness.reports import history as run_history
 from lora_harness.reports import html, junit
-from lora_harness.reports.json_report import write_atomic
 
 
 def write_html(

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.files import write_atomic
 from lora_harness.reports import json_report
 
 
@@ -18,14 +19,14 @@ def test_nan_and_inf_become_strings_so_the_json_stays_valid():
 
 def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "report.json"
-    json_report.write_atomic(path, "old\n")
+    write_atomic(path, "old\n")
 
     class Boom:
         def __str__(self):
             raise RuntimeError("disk full")
 
     with pytest.raises(TypeError):
-        json_report.write_atomic(path, Boom())
+        write_atomic(path, Boom())
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 

@@ -10,7 +10,14 @@ import argparse
 import os
 import sys
 
-from lora_harness.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
+from lora_harness import __version__
+from lora_harness.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    InputError,
+)
 
 DESCRIPTION = """\
 Health checks for LoRA fine-tuning with MLX. Trains a few LoRA steps with the working
@@ -43,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (
         run_cmd,
@@ -73,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("lora-harness: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `lora-harness list | head -1`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as error:  # the last line of defence: one line, not a traceback
         if args.debug or os.environ.get("LORA_HARNESS_DEBUG"):
             raise

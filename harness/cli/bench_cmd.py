@@ -30,7 +30,7 @@ def register(commands) -> None:
             + ". Goals: trainer/mlx-lm >= 1.00, check overhead <= 1.02."
         ),
     )
-    options.add_to_argparse(parser, options.MODEL_OPTIONS + options.LORA_OPTIONS)
+    options.add_to_argparse(parser, options.BENCH_OPTIONS)
     parser.add_argument(
         "--pairs", type=int, default=5, help="interleaved pairs per comparison (default 5)"
     )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from lora_harness.core.files import write_atomic
 from lora_harness.reports import compare, json_report
 
 
@@ -47,5 +48,5 @@ def handle(args) -> int:
     else:
         print(compare.describe(result))
         if args.json:
-            json_report.write_atomic(Path(args.json), text)
+            write_atomic(Path(args.json), text)
     return EXIT_CHECK_FAILED if result["regressions"] else EXIT_OK

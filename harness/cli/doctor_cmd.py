@@ -26,9 +26,7 @@ def register(commands) -> None:
             + "."
         ),
     )
-    options.add_to_argparse(
-        parser, options.MODEL_OPTIONS + options.EXPECT_OPTIONS + options.GENERATION_OPTIONS
-    )
+    options.add_to_argparse(parser, options.DOCTOR_OPTIONS)
     parser.add_argument("--adapter-path", type=Path, required=True, help="the adapter folder")
     add_output_args(parser)
     parser.set_defaults(handler=handle)

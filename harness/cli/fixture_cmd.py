@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lora_harness.core.errors import EXIT_OK
 from lora_harness.models import fixture
 
 
@@ -25,9 +26,9 @@ def register(commands) -> None:
 def handle_export(args) -> int:
     folder = fixture.export(args.name, args.directory)
     print(f"fixture:{args.name} written to {folder}")
-    return 0
+    return EXIT_OK
 
 
 def handle_path(args) -> int:
     print(fixture.fixture_path(args.name))
-    return 0
+    return EXIT_OK

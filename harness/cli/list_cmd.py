@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lora_harness.core.errors import EXIT_OK
+from lora_harness.core.words import plural
 from lora_harness.runs.suites import DEFAULT_SUITE, SUITES, all_checks
 
 
@@ -15,8 +17,10 @@ def handle(args) -> int:
     checks = all_checks()
     print("Suites:")
     for name, suite in SUITES.items():
-        default = " (default)" if name == DEFAULT_SUITE else ""
-        print(f"  {name:<12}{suite['summary']}{default}; {len(suite['checks'])} checks")
+        summary = suite["summary"]
+        if name == DEFAULT_SUITE and "(default)" not in summary:
+            summary += " (default)"
+        print(f"  {name:<12}{summary}; {plural(len(suite['checks']), 'check')}")
     print("\nChecks:")
     width = max(len(name) for name in checks) + 2
     for name in sorted(checks):
@@ -26,4 +30,4 @@ def handle(args) -> int:
         if args.verbose:
             print(f"  {'':<{width}}symptom: {check.symptom}")
             print(f"  {'':<{width}}remedy:  {check.remedy}")
-    return 0
+    return EXIT_OK

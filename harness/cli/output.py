@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lora_harness.core.files import write_atomic
 from lora_harness.reports import json_report, render
 
 
@@ -25,11 +26,11 @@ def emit(report: dict, args, html: bool = True, path: Path | None = None) -> Pat
     """Write OUT/<run-id>/report.json (+ HTML and JUnit), and --json PATH|-; returns the path."""
     text = json_report.dumps(report)
     if path is None:
-        path = json_report.write_atomic(args.out / report["run"]["id"] / "report.json", text)
+        path = write_atomic(args.out / report["run"]["id"] / "report.json", text)
     if html:
         render.write_beside(path, report, getattr(args, "history", None))
     if args.json == "-":
         sys.stdout.write(text)
     elif args.json:
-        json_report.write_atomic(Path(args.json), text)
+        write_atomic(Path(args.json), text)
     return path

@@ -7,10 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from lora_harness.core.errors import InputError
+from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_HOST_FAILED, EXIT_OK, InputError
+from lora_harness.core.files import write_atomic
 from lora_harness.remote import deploy, detached, fleet, inventory, ring
 from lora_harness.remote.connection import HostFailure
-from lora_harness.remote.host_run import RemoteOptions
+from lora_harness.remote.host_run import DEFAULT_DEADLINES_S, RemoteOptions
 from lora_harness.reports import json_report, render
 from lora_harness.runs.run import new_run_id
 
@@ -134,7 +135,7 @@ def _connection_args(parser) -> None:
         metavar="KEY=VALUE",
         help="environment for the remote process",
     )
-    for phase, default in (("connect", 20), ("deploy", 1800), ("run", 7200), ("collect", 600)):
+    for phase, default in DEFAULT_DEADLINES_S.items():
         add(
             f"--{phase}-timeout",
             type=float,
@@ -146,14 +147,14 @@ def _connection_args(parser) -> None:
 
 
 def _infrastructure(action):
-    """Map a host that cannot be reached or used to a one-line message and exit code 4."""
+    """Map a host that cannot be reached or used to a one-line message and EXIT_HOST_FAILED."""
 
     def wrapped(args) -> int:
         try:
             return action(args)
         except HostFailure as failure:
             print(f"lora-harness: {failure.status}: {failure}", file=sys.stderr)
-            return 4
+            return EXIT_HOST_FAILED
 
     return wrapped
 
@@ -168,14 +169,14 @@ def handle_train(args) -> int:
         print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
     print(run_id)
     print(f"follow it with: lora-harness remote monitor ... {run_id}", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 @_infrastructure
 def handle_monitor(args) -> int:
     options = _options(args, args.out.resolve())
     finished = [detached.monitor(host, options, args.run_id) for host in _hosts(args)]
-    return 0 if all(finished) else 1
+    return EXIT_OK if all(finished) else EXIT_CHECK_FAILED
 
 
 @_infrastructure
@@ -183,7 +184,7 @@ def handle_fetch(args) -> int:
     options = _options(args, args.out.resolve())
     for host in _hosts(args):
         print(f"[{host.name}] fetched into {detached.fetch(host, options, args.run_id)}")
-    return 0
+    return EXIT_OK
 
 
 def _hosts(args) -> list[inventory.Host]:
@@ -248,7 +249,7 @@ def handle_run(args) -> int:
     }
     summary_doc = fleet.document(results, run)
     text = json_report.dumps(summary_doc)
-    path = json_report.write_atomic(out / "fleet.json", text)
+    path = write_atomic(out / "fleet.json", text)
     _render_fleet(results, out)
     if args.json == "-":
         sys.stdout.write(text)
@@ -257,7 +258,7 @@ def handle_run(args) -> int:
             print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
         print(f"fleet summary: {path}", file=sys.stderr)
         if args.json:
-            json_report.write_atomic(Path(args.json), text)
+            write_atomic(Path(args.json), text)
     return fleet.exit_code(summary_doc["summary"])
 
 

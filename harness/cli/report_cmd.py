@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lora_harness.core.errors import InputError
+from lora_harness.core.errors import EXIT_OK, InputError
 from lora_harness.reports import json_report, render, screenshot
 
 
@@ -43,4 +43,4 @@ def handle(args) -> int:
         print(f"screenshot: {screenshot.take(args.html, args.screenshot)}")
     if args.junit:
         print(f"junit: {render.write_junit(args.junit, documents)}")
-    return 0
+    return EXIT_OK

@@ -8,8 +8,9 @@ from pathlib import Path
 from lora_harness.cli import progress
 from lora_harness.cli.output import add_output_args, emit
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
+from lora_harness.core.words import plural
 from lora_harness.reports import history
-from lora_harness.runs import options, suites
+from lora_harness.runs import options
 from lora_harness.runs.run import execute, prepare, save_baseline, settings_from, write_run_folder
 
 EPILOG = """\
@@ -29,12 +30,6 @@ def register(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     options.add_to_argparse(parser, options.RUN_OPTIONS)
-    parser.add_argument(
-        "--suite", choices=sorted(suites.SUITES), help="suite to run (default gate)"
-    )
-    parser.add_argument(
-        "--check", action="append", metavar="NAME", help="run only this check (repeatable)"
-    )
     parser.add_argument(
         "--save-baseline",
         metavar="FILE",
@@ -57,7 +52,7 @@ def handle(args) -> int:
     show = progress.Progress(settings.lora.iters, enabled=not args.quiet and writer)
     show.note(f"lora-harness: preparing {settings.model or 'fixture:tiny'}")
     ctx = prepare(settings, step_callbacks=[show.on_step])
-    show.note(f"running {len(settings.check_names)} checks")
+    show.note(f"running {plural(len(settings.check_names), 'check')}")
     report = execute(settings, ctx, on_result=show.on_result)
     if not writer:
         _barrier()  # wait until rank 0 has written: a launcher ends everyone when one exits

@@ -8,12 +8,13 @@ from pathlib import Path
 from lora_harness.cli import progress
 from lora_harness.cli.output import add_output_args, emit
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from lora_harness.core.files import write_atomic
+from lora_harness.core.words import plural
 from lora_harness.lora.faults import ALL_FAULTS, FAULTS
 from lora_harness.models.sources import resolve
-from lora_harness.reports import json_report
 from lora_harness.runs import options
-from lora_harness.runs.run import new_run_id, report_header, settings_from
-from lora_harness.runs.selftest import markdown_matrix, run_selftest
+from lora_harness.runs.run import settings_from
+from lora_harness.runs.selftest import markdown_matrix, selftest_report
 
 
 def register(commands) -> None:
@@ -27,7 +28,7 @@ def register(commands) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    options.add_to_argparse(parser, options.RUN_OPTIONS)
+    options.add_to_argparse(parser, options.SELFTEST_OPTIONS)
     parser.add_argument(
         "--fault", action="append", metavar="NAME", help="only this fault (repeatable)"
     )
@@ -55,12 +56,12 @@ def handle(args) -> int:
             f"{source.spec} is shape-only; the self-test trains, so use a model with weights"
         )
     show = progress.Progress(0, enabled=not args.quiet)
-    show.note(f"lora-harness selftest: clean run + {len(names)} faults on {source.spec}")
-    section = run_selftest(source, settings, names, on_fault=lambda e: show.note(_fault_line(e)))
-    report = _report(settings, source, section)
+    show.note(f"lora-harness selftest: clean run + {plural(len(names), 'fault')} on {source.spec}")
+    report = selftest_report(settings, source, names, on_fault=lambda e: show.note(_fault_line(e)))
+    section = report["selftest"]
     path = emit(report, args)
     if args.markdown:
-        json_report.write_atomic(args.markdown, markdown_matrix(section))
+        write_atomic(args.markdown, markdown_matrix(section))
     summary = section["summary"]
     show.note(
         f"selftest: {summary['caught']}/{summary['faults']} caught, no effect: "
@@ -77,11 +78,3 @@ def _fault_line(entry: dict) -> str:
     if entry["no_effect"]:
         return f"  NO EFFECT {entry['name']:<30} parameters identical to the clean run"
     return f"  ESCAPED   {entry['name']:<30} expected {', '.join(entry['expected_checks'])}"
-
-
-def _report(settings, source, section: dict) -> dict:
-    report = report_header(settings, source, run_id=new_run_id(), kind="selftest")
-    report["checks"] = section["clean"]
-    report["summary"] = json_report.summarise(section["clean"])
-    report["selftest"] = section
-    return report

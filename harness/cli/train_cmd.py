@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_harness.cli import progress
+from lora_harness.core.errors import EXIT_OK
 from lora_harness.runs import options
 from lora_harness.runs.long_train import METRICS_FILE, train_to_folder
 from lora_harness.runs.run import settings_from
@@ -19,7 +20,7 @@ def register(commands) -> None:
             f"checkpoints and {METRICS_FILE} (one line per step) to --adapter-path."
         ),
     )
-    options.add_to_argparse(parser, options.MODEL_OPTIONS + options.LORA_OPTIONS)
+    options.add_to_argparse(parser, options.TRAIN_OPTIONS)
     parser.add_argument(
         "--adapter-path",
         type=Path,
@@ -43,4 +44,4 @@ def handle(args) -> int:
     show.note(
         f"trained {result['steps']} steps, last loss {result['last_loss']:.4f}; adapter: {args.adapter_path}"
     )
-    return 0
+    return EXIT_OK

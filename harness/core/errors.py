@@ -6,7 +6,8 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
-# 4 is the remote runner's "a host could not be run".
+EXIT_HOST_FAILED = 4  # the remote runner could not run a host (unreachable, auth, host key, ...)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 EXIT_RANK_LOST = 5  # a distributed run lost a rank (it died or hung)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from lora_harness.core.checking import Measurement
+from lora_harness.core.words import plural
 
 SHOWN = 5
 
 
 def compare(observed: set[str], expected: set[str], allow_missing: bool = False) -> Measurement:
-    """Measurement whose `observed` is the number of names out of place (0 is healthy)."""
+    """Measurement of names out of place: "56 names, 0 extra, 0 missing" reads on its own."""
     extra = sorted(observed - expected)
     missing = [] if allow_missing else sorted(expected - observed)
     evidence = {
@@ -19,12 +20,14 @@ def compare(observed: set[str], expected: set[str], allow_missing: bool = False)
         "observed_count": len(observed),
         "expected_count": len(expected),
     }
-    return Measurement(len(extra) + len(missing), 0, evidence)
+    observed_text = f"{plural(len(observed), 'name')}, {len(extra)} extra, {len(missing)} missing"
+    expected_text = f"{plural(len(expected), 'name')}, 0 extra, 0 missing"
+    return Measurement(observed_text, expected_text, evidence)
 
 
 def judge(measurement: Measurement, what: str, extra_means: str, missing_means: str):
     ev = measurement.evidence
-    if measurement.observed == 0:
+    if ev["extra_count"] + ev["missing_count"] == 0:
         return "pass", f"{what}: {ev['observed_count']} names, exactly the trainable adapter leaves"
     parts = []
     if ev["extra_count"]:

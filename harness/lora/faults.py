@@ -27,6 +27,16 @@ class Fault:
     recipe: Recipe
     expected_checks: tuple[str, ...]
     lora_overrides: dict = field(default_factory=dict)
+    swapped_steps: tuple[str, ...] = ()  # the Recipe fields this fault replaces
+
+    def applied_to(self, lora: LoRAConfig, recipe: Recipe = CORRECT) -> tuple[LoRAConfig, Recipe]:
+        """The run this fault makes of (lora, recipe): its steps swapped in, its overrides set.
+
+        The one way a fault is applied, on every path (run --inject-fault, selftest, pytest).
+        """
+        steps = {name: getattr(self.recipe, name) for name in self.swapped_steps}
+        faulty = dataclasses.replace(recipe, name=self.name, **steps)
+        return dataclasses.replace(lora, **self.lora_overrides), faulty
 
 
 def _unfreeze_everything(model: nn.Module, lora: LoRAConfig) -> None:
@@ -162,7 +172,7 @@ def _save_untrained_adapter(model, lora, folder):
 def _fault(name, description, expected, **steps) -> Fault:
     overrides = steps.pop("lora_overrides", {})
     recipe = dataclasses.replace(CORRECT, name=name, **steps)
-    return Fault(name, description, recipe, tuple(expected), overrides)
+    return Fault(name, description, recipe, tuple(expected), overrides, tuple(sorted(steps)))
 
 
 FAULTS = {

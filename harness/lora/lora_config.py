@@ -14,24 +14,26 @@ FINE_TUNE_TYPES = ("lora", "dora")
 class LoRAConfig:
     """What `linear_to_lora_layers` is asked to do, and how the short training runs."""
 
-    fine_tune_type: str = field(default="lora", metadata={"help": "lora or dora."})
+    fine_tune_type: str = field(default="lora", metadata={"help": "lora or dora"})
     num_layers: int = field(
-        default=-1, metadata={"help": "Blocks to adapt, counted from the last; -1 = all."}
+        default=-1, metadata={"help": "blocks to adapt, counted from the last; -1 = all"}
     )
-    rank: int = field(default=8, metadata={"help": "LoRA rank r."})
+    rank: int = field(default=8, metadata={"help": "LoRA rank r"})
     scale: float = field(
-        default=20.0, metadata={"help": "Absolute LoRA scale (mlx-lm has no alpha)."}
+        default=20.0, metadata={"help": "absolute LoRA scale, mlx-lm's 'scale' (it has no alpha)"}
     )
-    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
     keys: list[str] | None = field(
         default=None,
-        metadata={"help": "Block-relative module keys; None = every Linear of a block."},
+        metadata={
+            "help": "comma-separated block-relative keys, e.g. self_attn.q_proj,self_attn.v_proj"
+        },
     )
-    batch_size: int = field(default=4, metadata={"help": "Minibatch size."})
-    iters: int = field(default=8, metadata={"help": "Training steps of the check run."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
-    seed: int = field(default=0, metadata={"help": "Seed for LoRA init and batching."})
-    max_seq_length: int = field(default=256, metadata={"help": "Maximum sequence length."})
+    batch_size: int = field(default=4, metadata={"help": "minibatch size"})
+    iters: int = field(default=8, metadata={"help": "training steps of the check run, >= 2"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "seed for LoRA init and batching"})
+    max_seq_length: int = field(default=256, metadata={"help": "maximum tokens per example"})
 
     @property
     def use_dora(self) -> bool:
@@ -65,6 +67,19 @@ class LoRAConfig:
             raise InputError("--iters and --batch-size must be at least 1")
 
 
+def coerce_field(name: str, value):
+    """`value` cast to the LoRAConfig field's type (YAML 1.1 reads "1e-5" as a string)."""
+    default = LoRAConfig.__dataclass_fields__[name].default
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return type(default)(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{name.replace('_', '-')} must be a number, got {value!r}")
+    if name == "keys" and value is not None and not isinstance(value, list):
+        raise InputError(f"keys must be a list of block-relative names, got {value!r}")
+    return value
+
+
 def parse_keys(text: str) -> list[str]:
     """`self_attn.q_proj, self_attn.v_proj` -> ['self_attn.q_proj', 'self_attn.v_proj']."""
     return [key.strip() for key in text.split(",") if key.strip()]
@@ -82,11 +97,20 @@ def load_yaml_config(path: Path) -> dict:
         raise InputError(f"config file {path} is not valid YAML ({exc.__class__.__name__}); fix it")
     if not isinstance(raw, dict):
         raise InputError(f"config file {path} must hold a mapping of option: value")
+    return fields_from_mlx_lm(raw, path)
+
+
+LORA_PARAMETER_KEYS = ("rank", "scale", "dropout", "keys")
+
+
+def fields_from_mlx_lm(raw: dict, path) -> dict:
+    """LoRAConfig fields from an mlx-lm mapping (a -c YAML config or an adapter_config.json):
+    top-level names as they are, and `lora_parameters {rank, scale, dropout, keys}` unnested."""
     values = {k: v for k, v in raw.items() if k in LoRAConfig.__dataclass_fields__}
     lora_parameters = raw.get("lora_parameters") or {}
-    for key in ("rank", "scale", "dropout", "keys"):
-        if key in lora_parameters:
-            values[key] = lora_parameters[key]
+    if not isinstance(lora_parameters, dict):
+        raise InputError(f"{path}: lora_parameters must be a mapping of rank, scale, dropout, keys")
+    values.update({k: lora_parameters[k] for k in LORA_PARAMETER_KEYS if k in lora_parameters})
     if "alpha" in lora_parameters and "scale" not in lora_parameters:
         raise InputError(
             f"{path}: lora_parameters has 'alpha' but mlx-lm uses an absolute 'scale'; rename it"

@@ -24,6 +24,10 @@ LAUNCHER = (
 )
 
 
+# Seconds each phase of a remote run may take, unless --<phase>-timeout says otherwise.
+DEFAULT_DEADLINES_S = {"connect": 20, "deploy": 1800, "run": 7200, "collect": 600}
+
+
 @dataclass
 class RemoteOptions:
     run_args: list[str]
@@ -33,9 +37,7 @@ class RemoteOptions:
     remote_python: str | None = None
     system_site_packages: bool = False
     remote_env: dict = field(default_factory=dict)
-    timeouts: dict = field(
-        default_factory=lambda: {"connect": 20, "deploy": 1800, "run": 7200, "collect": 600}
-    )
+    timeouts: dict = field(default_factory=lambda: dict(DEFAULT_DEADLINES_S))
     echo: bool = True
     ring: ring.RingPlan | None = None  # --distributed: one rank per host
 

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
-from lora_harness.reports.json_report import write_atomic
+from lora_harness.core.files import write_atomic
 
 FORMAT_VERSION = 1
 

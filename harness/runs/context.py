@@ -18,6 +18,7 @@ from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.models.sources import ModelSource
 from lora_harness.runs import distributed as dist
 from lora_harness.runs.adapter_part import AdapterFiles
+from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 from lora_harness.runs.generation_part import GenerationPart
 from lora_harness.runs.model_part import ModelPart
 from lora_harness.runs.training import TrainingOutcome, train_sft
@@ -42,7 +43,7 @@ class RunContext:
         generation_settings: GenerationSettings | None = None,
         trainer_kind: str = "sft",
         distributed: bool = False,
-        distributed_timeout: float = 600.0,
+        distributed_timeout: float = DEFAULT_DISTRIBUTED_TIMEOUT_S,
         adapter_path=None,
     ):
         self.model = ModelPart(source, lora, recipe, pins, data_dir, trainer_kind)

@@ -21,6 +21,9 @@ from lora_harness.lora import recipe as recipes
 from lora_harness.lora import trainer
 from lora_harness.runs.training import RanksOutcome, TrainingOutcome, fingerprints, outcome
 
+# Seconds without a finished step before a rank gives up on its peers.
+DEFAULT_DISTRIBUTED_TIMEOUT_S = 600.0
+
 
 def group():
     return mx.distributed.init()

@@ -14,28 +14,29 @@ from lora_harness.core.checking import SkipCheck
 from lora_harness.core.errors import InputError
 from lora_harness.lora import adapters
 from lora_harness.lora.adapters import adapter_disabled
-from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.lora.lora_config import (
+    FINE_TUNE_TYPES,
+    LoRAConfig,
+    coerce_field,
+    fields_from_mlx_lm,
+)
 from lora_harness.runs.context import RunContext
 from lora_harness.runs.generation_part import GenerationPart
 from lora_harness.runs.model_part import ModelPart
 
+MLX_LM_DEFAULT_NUM_LAYERS = 16  # mlx_lm.lora's --num-layers when a config leaves it out
+ADAPTER_FIELDS = ("fine_tune_type", "num_layers", "rank", "scale", "dropout", "keys")
+
 
 def lora_from_adapter_config(config: dict, path: Path) -> LoRAConfig:
-    parameters = config.get("lora_parameters") or {}
-    fine_tune_type = config.get("fine_tune_type", "lora")
-    if fine_tune_type not in ("lora", "dora"):
-        raise InputError(f"{path}: fine_tune_type {fine_tune_type!r} has no LoRA adapter to doctor")
-    try:
-        lora = LoRAConfig(
-            fine_tune_type=fine_tune_type,
-            num_layers=int(config.get("num_layers", 16)),
-            rank=int(parameters.get("rank", 8)),
-            scale=float(parameters.get("scale", 20.0)),
-            dropout=float(parameters.get("dropout", 0.0)),
-            keys=parameters.get("keys"),
+    """The LoRA settings an adapter was trained with; absent keys take mlx_lm.lora's defaults."""
+    fields = fields_from_mlx_lm(config, path)
+    if fields.get("fine_tune_type", "lora") not in FINE_TUNE_TYPES:
+        raise InputError(
+            f"{path}: fine_tune_type {fields['fine_tune_type']!r} has no LoRA adapter to doctor"
         )
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{path}: lora_parameters hold a value of the wrong type ({exc})")
+    fields.setdefault("num_layers", MLX_LM_DEFAULT_NUM_LAYERS)
+    lora = LoRAConfig(**{k: coerce_field(k, fields[k]) for k in ADAPTER_FIELDS if k in fields})
     lora.validate()
     return lora
 

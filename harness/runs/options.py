@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lora_harness.core.errors import InputError
-from lora_harness.lora.lora_config import FINE_TUNE_TYPES, LoRAConfig, load_yaml_config, parse_keys
+from lora_harness.lora.lora_config import (
+    FINE_TUNE_TYPES,
+    LoRAConfig,
+    coerce_field,
+    load_yaml_config,
+    parse_keys,
+)
 from lora_harness.models.sources import DEFAULT_MODEL
+from lora_harness.runs import suites
+from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,13 @@ class Option:
         return self.name.replace("-", "_")
 
 
+def lora_help(name: str) -> str:
+    """A LoRA flag's help: the field's own text in LoRAConfig, and its default."""
+    spec = LoRAConfig.__dataclass_fields__[name]
+    default = "every Linear of a block" if spec.default is None else spec.default
+    return f"{spec.metadata['help']} (default {default})"
+
+
 MODEL_OPTIONS = [
     Option(
         "model",
@@ -37,24 +52,15 @@ MODEL_OPTIONS = [
         f"(default {DEFAULT_MODEL})",
         metavar="M",
     ),
+]
+
+DATA_OPTIONS = [
     Option(
         "data", "folder with train.jsonl in mlx-lm format (default: built-in corpus)", metavar="DIR"
     ),
-    Option(
-        "distributed",
-        "data-parallel across the ranks of mlx.launch (ring or MPI); suite distributed",
-        action="store_true",
-    ),
-    Option(
-        "distributed-timeout",
-        "seconds without a finished step before a rank gives up on its peers (default 600)",
-        type=float,
-    ),
-    Option(
-        "inject-fault",
-        "run with a known fault from harness/faults.py (to watch a check catch it)",
-        metavar="NAME",
-    ),
+]
+
+TRAINER_OPTIONS = [
     Option(
         "trainer",
         "sft (default), or dpo: train.jsonl rows {prompt, chosen, rejected}; suite dpo",
@@ -62,26 +68,50 @@ MODEL_OPTIONS = [
     ),
 ]
 
+DISTRIBUTED_OPTIONS = [
+    Option(
+        "distributed",
+        "data-parallel across the ranks of mlx.launch (ring or MPI); suite distributed",
+        action="store_true",
+    ),
+    Option(
+        "distributed-timeout",
+        "seconds without a finished step before a rank gives up on its peers "
+        f"(default {DEFAULT_DISTRIBUTED_TIMEOUT_S:.0f})",
+        type=float,
+    ),
+]
+
+FAULT_OPTIONS = [
+    Option(
+        "inject-fault",
+        "run with a known fault of the catalogue, to watch a check catch it "
+        "(see lora-harness selftest --list)",
+        metavar="NAME",
+    ),
+]
+
+SELECTION_OPTIONS = [
+    Option("suite", "suite to run (default gate)", choices=tuple(sorted(suites.SUITES))),
+    Option("check", "run only this check (repeatable)", action="append", metavar="NAME"),
+]
+
+
 LORA_OPTIONS = [
     Option(
         "config", "mlx_lm.lora-style YAML config; flags override it", short="-c", metavar="YAML"
     ),
-    Option("fine-tune-type", "lora or dora (default lora)", choices=FINE_TUNE_TYPES),
-    Option("num-layers", "blocks to adapt from the last; -1 = all (default -1)", type=int),
-    Option("rank", "LoRA rank (default 8)", type=int),
-    Option("scale", "absolute LoRA scale, mlx-lm's 'scale' (default 20.0)", type=float),
-    Option("dropout", "LoRA dropout (default 0.0)", type=float),
-    Option(
-        "keys",
-        "comma-separated block-relative keys, e.g. self_attn.q_proj,self_attn.v_proj "
-        "(default: every Linear of a block)",
-        type=parse_keys,
-    ),
-    Option("batch-size", "minibatch size (default 4)", type=int),
-    Option("iters", "training steps of the check run, >= 2 (default 8)", type=int),
-    Option("learning-rate", "Adam learning rate (default 1e-3)", type=float),
-    Option("seed", "seed for LoRA init and batching (default 0)", type=int),
-    Option("max-seq-length", "maximum tokens per example (default 256)", type=int),
+    Option("fine-tune-type", lora_help("fine_tune_type"), choices=FINE_TUNE_TYPES),
+    Option("num-layers", lora_help("num_layers"), type=int),
+    Option("rank", lora_help("rank"), type=int),
+    Option("scale", lora_help("scale"), type=float),
+    Option("dropout", lora_help("dropout"), type=float),
+    Option("keys", lora_help("keys"), type=parse_keys),
+    Option("batch-size", lora_help("batch_size"), type=int),
+    Option("iters", lora_help("iters"), type=int),
+    Option("learning-rate", lora_help("learning_rate"), type=float),
+    Option("seed", lora_help("seed"), type=int),
+    Option("max-seq-length", lora_help("max_seq_length"), type=int),
 ]
 
 EXPECT_OPTIONS = [
@@ -114,7 +144,8 @@ GENERATION_OPTIONS = [
     ),
     Option(
         "voice-tolerance",
-        "how far below its baseline the voice score may fall (default 0.05)",
+        "how far below its baseline the voice score may fall (default: 2.33 x the scorer's "
+        "bootstrap spread on this run's generations)",
         type=float,
     ),
     Option(
@@ -124,7 +155,22 @@ GENERATION_OPTIONS = [
     ),
 ]
 
-RUN_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
+# Each front end offers exactly the groups it uses.
+RUN_OPTIONS = (
+    MODEL_OPTIONS
+    + DATA_OPTIONS
+    + TRAINER_OPTIONS
+    + DISTRIBUTED_OPTIONS
+    + FAULT_OPTIONS
+    + SELECTION_OPTIONS
+    + LORA_OPTIONS
+    + EXPECT_OPTIONS
+    + GENERATION_OPTIONS
+)
+SELFTEST_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + LORA_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
+TRAIN_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + LORA_OPTIONS
+BENCH_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS
+DOCTOR_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
 
 
 def generation_settings_from(values: dict):
@@ -147,6 +193,8 @@ def _argument(option: Option, dest: str) -> dict:
     kwargs = {"dest": dest, "help": option.help, "default": None}
     if option.action:
         kwargs["action"] = option.action
+        if option.action == "append":
+            kwargs["metavar"] = option.metavar
     else:
         kwargs.update(type=option.type, metavar=option.metavar)
         if option.choices:
@@ -185,17 +233,6 @@ def lora_config_from(values: dict) -> LoRAConfig:
             merged[name] = values[name]
     if isinstance(merged.get("keys"), str):
         merged["keys"] = parse_keys(merged["keys"])
-    config = LoRAConfig(**{name: _coerce(name, value) for name, value in merged.items()})
+    config = LoRAConfig(**{name: coerce_field(name, value) for name, value in merged.items()})
     config.validate()
     return config
-
-
-def _coerce(name: str, value):
-    # YAML 1.1 reads "1e-5" as a string; cast numbers to the field's type.
-    default = LoRAConfig.__dataclass_fields__[name].default
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            return type(default)(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{name.replace('_', '-')} must be a number, got {value!r}")
-    return value

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.files import write_atomic
 from lora_harness.lora import expectations
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
@@ -22,6 +23,7 @@ from lora_harness.models.sources import ModelSource, resolve
 from lora_harness.reports import json_report
 from lora_harness.runs import environment, options, suites
 from lora_harness.runs.context import RunContext
+from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 from lora_harness.text.generation import GenerationSettings
 
 
@@ -37,36 +39,36 @@ class Settings:
     recipe: Recipe = CORRECT
     trainer: str = "sft"
     distributed: bool = False
-    distributed_timeout: float = 600.0
+    distributed_timeout: float = DEFAULT_DISTRIBUTED_TIMEOUT_S
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
 def settings_from(values: dict) -> Settings:
     """Validate option values (dest -> value) into Settings; raises InputError on bad input."""
+    lora, recipe = _with_fault(options.lora_config_from(values), values.get("inject_fault"))
     return Settings(
         model=values.get("model"),
-        lora=options.lora_config_from(values),
+        lora=lora,
         pins=expectations.parse_pins(values.get("expect") or []),
         suite=_suite(values),
         check_names=suites.select(_suite(values), values.get("check")),
         trainer=values.get("trainer") or "sft",
         distributed=bool(values.get("distributed")),
-        recipe=_recipe(values.get("inject_fault")),
-        distributed_timeout=values.get("distributed_timeout") or 600.0,
+        recipe=recipe,
+        distributed_timeout=values.get("distributed_timeout") or DEFAULT_DISTRIBUTED_TIMEOUT_S,
         data_dir=values.get("data"),
         generation=options.generation_settings_from(values),
     )
 
 
-def _recipe(fault_name: str | None) -> Recipe:
+def _with_fault(lora: LoRAConfig, fault_name: str | None) -> tuple[LoRAConfig, Recipe]:
     if not fault_name:
-        return CORRECT
-    from lora_harness.core.errors import InputError
+        return lora, CORRECT
     from lora_harness.lora.faults import ALL_FAULTS
 
     if fault_name not in ALL_FAULTS:
         raise InputError(f"--inject-fault {fault_name}: unknown; see lora-harness selftest --list")
-    return ALL_FAULTS[fault_name].recipe
+    return ALL_FAULTS[fault_name].applied_to(lora)
 
 
 def _suite(values: dict) -> str | None:
@@ -114,7 +116,7 @@ def prepare(settings: Settings, step_callbacks=()) -> RunContext:
 
 def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
     """Run the selected checks and return the report document."""
-    started, tic = _now(), time.perf_counter()
+    started, tic = now(), time.perf_counter()
     results = [r.to_dict() for r in suites.run_checks(ctx, settings.check_names, on_result)]
     steps = ctx.training.metrics if ctx.trained else []
     report = report_header(settings, ctx.source, run_id=new_run_id(), started_at=started)
@@ -164,8 +166,8 @@ def report_header(
         "kind": kind,
         "run": {
             "id": run_id,
-            "started_at": started_at or _now(),
-            "finished_at": _now(),
+            "started_at": started_at or now(),
+            "finished_at": now(),
             "duration_s": 0.0,
             "command": settings.command,
             "suite": suite,
@@ -209,7 +211,7 @@ def new_run_id() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -226,4 +228,4 @@ def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
     elif ctx.trained:
         adapter = save_adapter(ctx.model.lora_model, ctx.lora, folder / "adapters")
         report["artifacts"]["adapter_path"] = str(adapter)
-    return json_report.write_atomic(folder / "report.json", json_report.dumps(report))
+    return write_atomic(folder / "report.json", json_report.dumps(report))

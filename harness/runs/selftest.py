@@ -9,27 +9,35 @@ caught. Anything else that passes is an *escape*.
 
 from __future__ import annotations
 
-import dataclasses
+import time
 from collections.abc import Callable
 
 from lora_harness.lora.faults import FAULTS, Fault
 from lora_harness.models.sources import ModelSource
+from lora_harness.reports import json_report
 from lora_harness.runs import suites
 from lora_harness.runs.context import RunContext
-from lora_harness.runs.run import Settings
+from lora_harness.runs.run import Settings, new_run_id, now, report_header
 
 
 def _run(source: ModelSource, settings: Settings, fault: Fault | None) -> tuple[RunContext, list]:
-    lora = dataclasses.replace(settings.lora, **(fault.lora_overrides if fault else {}))
+    lora, recipe = configured(settings, fault)
     ctx = RunContext(
         source,
         lora,
         pins=settings.pins,
-        recipe=fault.recipe if fault else settings.recipe,
+        recipe=recipe,
         data_dir=settings.data_dir,
         generation_settings=settings.generation,
     )
     return ctx, suites.run_checks(ctx, suites.GATE)
+
+
+def configured(settings: Settings, fault: Fault | None):
+    """(lora, recipe) of one self-test run: the settings' own, or with `fault` applied."""
+    if fault is None:
+        return settings.lora, settings.recipe
+    return fault.applied_to(settings.lora, settings.recipe)
 
 
 def _final_parameters(ctx: RunContext) -> dict:
@@ -85,6 +93,20 @@ def run_selftest(
         "checks": list(suites.GATE),
         "summary": summarise(clean_results, entries),
     }
+
+
+def selftest_report(settings: Settings, source: ModelSource, fault_names, on_fault=None) -> dict:
+    """The whole self-test as a report document (kind "selftest"), with its real duration."""
+    started, tic = now(), time.perf_counter()
+    section = run_selftest(source, settings, fault_names, on_fault)
+    report = report_header(
+        settings, source, run_id=new_run_id(), kind="selftest", started_at=started
+    )
+    report["run"]["duration_s"] = round(time.perf_counter() - tic, 3)
+    report["checks"] = section["clean"]
+    report["summary"] = json_report.summarise(section["clean"])
+    report["selftest"] = section
+    return report
 
 
 def summarise(clean_results: list, entries: list[dict]) -> dict:
