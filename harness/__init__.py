@@ -13,9 +13,4 @@ Folders, lowest first; imports only ever point down this list:
     cli/     argument parsing and exit codes only
 """
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("mlx-lora-harness")
-except _metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+from lora_harness.core.version import __version__  # noqa: F401

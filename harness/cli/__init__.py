@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 
-from lora_harness import __version__
 from lora_harness.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -18,6 +17,7 @@ from lora_harness.core.errors import (
     EXIT_OK,
     InputError,
 )
+from lora_harness.core.version import __version__
 
 DESCRIPTION = """\
 Health checks for LoRA fine-tuning with MLX. Trains a few LoRA steps with the working

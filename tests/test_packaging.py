@@ -1,0 +1,258 @@
+"""The installed artifact works where users put it: the wheel in a fresh venv outside the
+checkout, every module importable first, imports flowing one way, and no clash with a
+user's own `checks`, `reports` or `harness` packages."""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import os
+import site
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# folder -> import name, as setup.py maps them
+ROOTS = {
+    "harness": "lora_harness",
+    "checks": "lora_harness.checks",
+    "reports": "lora_harness.reports",
+}
+# Lowest first: a module may import its own layer or a lower one, never a higher one.
+LAYERS = ["core", "reports", "text", "models", "lora", "checks", "runs", "bench", "remote", "cli"]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for folder, package in ROOTS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            found[".".join((package, *parts))] = path
+    return found
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else "top"
+    return LAYERS.index(name) if name in LAYERS else len(LAYERS)  # top-level modules: above all
+
+
+def _imports(module: str, path: Path, known: set[str]) -> set[str]:
+    """Harness modules `module` imports; `from pkg import sub` counts sub, not pkg's __init__."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base]).strip(".")
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return {name for name in found if name.startswith("lora_harness")}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {
+        m: {i for i in _imports(m, p, known) if i in known and i != m} for m, p in modules.items()
+    }
+
+
+def test_imports_never_run_up_a_layer():
+    upward = [
+        f"{m} -> {i}"
+        for m, targets in _graph().items()
+        for i in targets
+        if _layer(i) > _layer(m) and not (m.count(".") == 0)
+    ]
+    assert not upward, "imports that run back up:\n" + "\n".join(upward)
+
+
+def test_no_import_circles():
+    graph, state, circles = _graph(), {}, []
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in graph[node]:
+            if state.get(nxt) == "open":
+                circles.append(trail[trail.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def _import_alone(module: str) -> tuple[str, int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=ROOT
+    )
+    return module, done.returncode, done.stderr.strip().splitlines()[-1:] and done.stderr
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter():
+    names = [m for m in _modules() if not m.endswith("__main__")]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        failures = [(m, err) for m, rc, err in pool.map(_import_alone, names) if rc]
+    assert not failures, "\n".join(f"{m}: {err.strip().splitlines()[-1]}" for m, err in failures)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("*.whl")
+    return path
+
+
+def test_the_wheel_holds_every_module_and_data_file(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module, path in _modules().items():
+        suffix = "/__init__.py" if path.name == "__init__.py" else ".py"
+        assert module.replace(".", "/") + suffix in names, f"{path} is not in the wheel"
+    assert "lora_harness/reports/run.schema.json" in names
+    assert "lora_harness/reports/templates/report.html.j2" in names
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(wheel, tmp_path_factory) -> Path:
+    """A venv that cannot see this checkout: no editable finder, no PYTHONPATH.
+
+    Its runtime dependencies come from this interpreter's site-packages through a plain
+    path entry: a path added that way has its .pth files ignored, so the editable install's
+    finder (a .pth hook) never runs there.
+    """
+    home = tmp_path_factory.mktemp("venv")
+    venv.create(home, with_pip=True)
+    python = home / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(purelib, "base-dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return home
+
+
+def _clean_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+def test_the_installed_wheel_runs_outside_the_checkout(fresh_venv, tmp_path):
+    cli = str(fresh_venv / "bin" / "lora-harness")
+    where = subprocess.run(
+        [
+            str(fresh_venv / "bin" / "python"),
+            "-c",
+            "import lora_harness; print(lora_harness.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_clean_env(),
+        check=True,
+    ).stdout
+    assert where.startswith(str(fresh_venv)), where
+    for argv in (
+        ["--help"],
+        ["list"],
+        ["run", "--model", "shape:qwen2.5-7b", "--suite", "structure", "-q"],
+    ):
+        done = subprocess.run(
+            [cli, *argv], capture_output=True, text=True, cwd=tmp_path, env=_clean_env()
+        )
+        assert done.returncode == 0, (argv, done.stderr)
+
+
+USERS_PACKAGES = {
+    "checks/__init__.py": "",
+    "checks/x.py": "def y():\n    return 'users own checks'\n",
+    "reports/__init__.py": "",
+    "reports/x.py": "VALUE = 'users own reports'\n",
+    "harness/__init__.py": "",
+    "harness/x.py": "VALUE = 'users own harness'\n",
+    "tests/test_own.py": (
+        "from checks.x import y\nfrom harness.x import VALUE\nfrom reports.x import VALUE as R\n\n"
+        "def test_users_packages_still_import():\n"
+        "    assert y() == 'users own checks' and VALUE == 'users own harness' and R\n"
+    ),
+}
+
+
+@pytest.fixture
+def users_repo(tmp_path) -> Path:
+    for name, text in USERS_PACKAGES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_the_gate_runs_in_a_repo_with_its_own_checks_reports_and_harness(users_repo):
+    env = {**_clean_env(), "PYTHONPATH": "."}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--lora-model",
+            "fixture:tiny",
+            "--lora-suite",
+            "gate",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=users_repo,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "18 passed" in done.stdout  # 17 gate items + the user's own test
+
+
+def test_the_cli_runs_inside_a_repo_with_its_own_packages(users_repo):
+    env = {**_clean_env(), "PYTHONPATH": "."}
+    for argv in (["list"], ["run", "--model", "shape:qwen2.5-7b", "--suite", "structure", "-q"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "lora_harness", *argv],
+            capture_output=True,
+            text=True,
+            cwd=users_repo,
+            env=env,
+        )
+        assert done.returncode == 0, (argv, done.stderr)
