@@ -10,10 +10,12 @@ SYMBOLS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "sk
 class Progress:
     """Writes to `stream` (stderr by default so `--json -` keeps stdout clean)."""
 
-    def __init__(self, total_steps: int, stream=None, enabled: bool = True):
+    def __init__(self, total_steps: int, stream=None, enabled: bool = True, lines_every: int = 0):
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.total_steps = total_steps
+        # Off a terminal the bar is hidden; long work still says how far it got every N steps.
+        self.lines_every = lines_every
         self._bar = None
 
     def on_step(self, metrics: dict) -> None:
@@ -32,6 +34,13 @@ class Progress:
             )
         self._bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         self._bar.update(1)
+        step = metrics["iteration"]
+        if (
+            self._bar.disable
+            and self.lines_every
+            and (step % self.lines_every == 0 or step == self.total_steps)
+        ):
+            self.note(f"  step {step}/{self.total_steps}  loss {metrics['loss']:.4f}")
         if metrics["iteration"] >= self.total_steps:
             self._bar.close()
 

@@ -39,7 +39,9 @@ def register(commands) -> None:
 
 def handle(args) -> int:
     settings = settings_from({**vars(args), "suite": None, "check": None})
-    show = progress.Progress(settings.lora.iters, enabled=not args.quiet)
+    show = progress.Progress(
+        settings.lora.iters, enabled=not args.quiet, lines_every=max(1, settings.lora.iters // 10)
+    )
     result = train_to_folder(settings, args.adapter_path, args.save_every, on_step=show.on_step)
     show.note(
         f"trained {result['steps']} steps, last loss {result['last_loss']:.4f}; adapter: {args.adapter_path}"
