@@ -21,7 +21,7 @@ DORA_LEAF = "m"
 # Model types whose block layout follows from the config alone (mlx-lm remaps mistral to llama).
 _CONFIG_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 
-# Names accepted by `--expect NAME=VALUE`; later features add their own.
+# Names accepted by `--expect NAME=VALUE`.
 PINNABLE = {
     "lora_layers": "LoRA modules after conversion",
     "trainable_arrays": "arrays in model.trainable_parameters()",

@@ -1,6 +1,6 @@
 """Known LoRA bugs, each the correct recipe with one step swapped for the broken variant.
 
-Every fault names the checks that must catch it; the tests (and later `lora-harness
+Every fault names the checks that must catch it; the tests (and `lora-harness
 selftest`) run each one and prove they do. Sources: the seed's "what doesn't work"
 list and the failures in ANCHORS.md.
 """

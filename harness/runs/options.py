@@ -1,4 +1,4 @@
-"""The run options, declared once for every front end (the CLI now, the pytest plugin later).
+"""The run options, declared once for every front end (the CLI and the pytest plugin).
 
 Flag names follow `mlx_lm.lora` where it has them (--num-layers, --fine-tune-type,
 --batch-size, --iters, --learning-rate, --seed, --data, -c/--config).

@@ -1,6 +1,6 @@
 """One harness run, independent of the front end: settings in, report document out.
 
-The CLI and (later) the pytest plugin are thin adapters over `prepare` and `execute`.
+The CLI and the pytest plugin are thin adapters over `prepare` and `execute`.
 """
 
 from __future__ import annotations
