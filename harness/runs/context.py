@@ -34,7 +34,7 @@ CAPABILITIES = {
 class RunContext:
     def __init__(
         self,
-        source: ModelSource,
+        source: ModelSource | str | None,
         lora: LoRAConfig,
         pins: dict | None = None,
         recipe: recipes.Recipe = recipes.CORRECT,
@@ -58,6 +58,23 @@ class RunContext:
         # Context parts that must be built before training moves the adapters.
         self.before_training: set[str] = set()
         self._training: TrainingOutcome | Exception | None = None
+
+    @classmethod
+    def from_settings(cls, settings, step_callbacks=()) -> RunContext:
+        """The context of one run as the front end's Settings describe it (the model is
+        resolved on first use, so building a context is cheap and never fails)."""
+        return cls(
+            settings.model,
+            settings.lora,
+            pins=settings.pins,
+            recipe=settings.recipe,
+            data_dir=settings.data_dir,
+            step_callbacks=step_callbacks,
+            generation_settings=settings.generation,
+            trainer_kind=settings.trainer,
+            distributed=settings.distributed,
+            distributed_timeout=settings.distributed_timeout,
+        )
 
     # Shortcuts to what every front end reads.
     source = property(lambda self: self.model.source)

@@ -14,23 +14,28 @@ from mlx.utils import tree_flatten
 from lora_harness.lora import dpo, expectations, trainer
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora.lora_config import LoRAConfig
-from lora_harness.models.sources import ModelSource
+from lora_harness.models.sources import ModelSource, resolve
 from lora_harness.text import data
 
 
 class ModelPart:
     def __init__(
         self,
-        source: ModelSource,
+        source: ModelSource | str | None,
         lora: LoRAConfig,
         recipe: recipes.Recipe = recipes.CORRECT,
         pins: dict | None = None,
         data_dir: str | None = None,
         trainer_kind: str = "sft",
     ):
-        self.source, self.lora, self.recipe = source, lora, recipe
+        self._source = source  # a ModelSource, or a --model spec resolved on first use
+        self.lora, self.recipe = lora, recipe
         self.pins = dict(pins or {})
         self.data_dir, self.trainer_kind = data_dir, trainer_kind
+
+    @cached_property
+    def source(self) -> ModelSource:
+        return self._source if isinstance(self._source, ModelSource) else resolve(self._source)
 
     @cached_property
     def _loaded(self):

@@ -19,7 +19,7 @@ from lora_harness.core.files import write_atomic
 from lora_harness.lora import expectations
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
-from lora_harness.models.sources import ModelSource, resolve
+from lora_harness.models.sources import ModelSource
 from lora_harness.reports import json_report
 from lora_harness.runs import environment, options, suites
 from lora_harness.runs.context import RunContext
@@ -81,19 +81,7 @@ def _suite(values: dict) -> str | None:
 
 def prepare(settings: Settings, step_callbacks=()) -> RunContext:
     """Resolve the model and derive expectations now, so bad input fails before any check runs."""
-    source: ModelSource = resolve(settings.model)
-    ctx = RunContext(
-        source,
-        settings.lora,
-        pins=settings.pins,
-        recipe=settings.recipe,
-        data_dir=settings.data_dir,
-        step_callbacks=step_callbacks,
-        generation_settings=settings.generation,
-        trainer_kind=settings.trainer,
-        distributed=settings.distributed,
-        distributed_timeout=settings.distributed_timeout,
-    )
+    ctx = RunContext.from_settings(settings, step_callbacks)
     if ctx.group is not None and ctx.group.size() < 2:
         # One rank cannot be out of sync with itself: the distributed checks would pass vacuously.
         raise InputError(
@@ -102,7 +90,7 @@ def prepare(settings: Settings, step_callbacks=()) -> RunContext:
             "(or lora-harness remote run --distributed --hosts FLEET.toml)"
         )
     ctx.model.expectations  # noqa: B018  (raises InputError for keys matching nothing, etc.)
-    if source.has_weights:
+    if ctx.source.has_weights:
         ctx.model.probe_batch  # noqa: B018  (raises InputError for unusable data)
         gen = ctx.generation
         gen.prompts, gen.references, gen.scorer  # noqa: B018  (bad paths fail now)
