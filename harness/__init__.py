@@ -19,3 +19,12 @@ try:
     __version__ = _metadata.version("mlx-lora-harness")
 except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
+
+
+def __getattr__(name: str):
+    # `lora_harness.watch` without importing mlx on `import lora_harness`.
+    if name in ("watch", "Watch", "UnhealthyLoRA"):
+        from lora_harness.runs import watch as _watch
+
+        return getattr(_watch, name)
+    raise AttributeError(f"module 'lora_harness' has no attribute {name!r}")

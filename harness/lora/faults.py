@@ -370,3 +370,15 @@ DISTRIBUTED_FAULTS = {
 }
 
 ALL_FAULTS = {**FAULTS, **DPO_FAULTS, **DISTRIBUTED_FAULTS}
+
+
+def on_recipe(fault: Fault, base: Recipe) -> Recipe:
+    """The fault's swapped steps on top of `base` (a user's `--recipe`), named after both."""
+    if base is CORRECT:
+        return fault.recipe
+    swapped = {
+        f.name: getattr(fault.recipe, f.name)
+        for f in dataclasses.fields(Recipe)
+        if f.name != "name" and getattr(fault.recipe, f.name) is not getattr(CORRECT, f.name)
+    }
+    return dataclasses.replace(base, name=f"{base.name}+{fault.name}", **swapped)

@@ -56,6 +56,12 @@ MODEL_OPTIONS = [
         metavar="NAME",
     ),
     Option(
+        "recipe",
+        "your own LoRA steps as module:object (see lora_harness.lora.user_recipe); the steps "
+        "it leaves out come from the correct recipe",
+        metavar="MOD:OBJ",
+    ),
+    Option(
         "trainer",
         "sft (default), or dpo: train.jsonl rows {prompt, chosen, rejected}; suite dpo",
         choices=("sft", "dpo"),

@@ -51,22 +51,27 @@ def settings_from(values: dict) -> Settings:
         check_names=suites.select(_suite(values), values.get("check")),
         trainer=values.get("trainer") or "sft",
         distributed=bool(values.get("distributed")),
-        recipe=_recipe(values.get("inject_fault")),
+        recipe=_recipe(values.get("inject_fault"), values.get("recipe")),
         distributed_timeout=values.get("distributed_timeout") or 600.0,
         data_dir=values.get("data"),
         generation=options.generation_settings_from(values),
     )
 
 
-def _recipe(fault_name: str | None) -> Recipe:
+def _recipe(fault_name: str | None, user_spec: str | None = None) -> Recipe:
+    """The user's --recipe (or the correct one), with --inject-fault's step swapped in."""
+    base = CORRECT
+    if user_spec:
+        from lora_harness.lora import user_recipe
+
+        base = user_recipe.load(user_spec)
     if not fault_name:
-        return CORRECT
-    from lora_harness.core.errors import InputError
-    from lora_harness.lora.faults import ALL_FAULTS
+        return base
+    from lora_harness.lora.faults import ALL_FAULTS, on_recipe
 
     if fault_name not in ALL_FAULTS:
         raise InputError(f"--inject-fault {fault_name}: unknown; see lora-harness selftest --list")
-    return ALL_FAULTS[fault_name].recipe
+    return on_recipe(ALL_FAULTS[fault_name], base)
 
 
 def _suite(values: dict) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from lora_harness.lora.faults import FAULTS, Fault
+from lora_harness.lora.faults import FAULTS, Fault, on_recipe
 from lora_harness.models.sources import ModelSource
 from lora_harness.runs import suites
 from lora_harness.runs.context import RunContext
@@ -25,7 +25,7 @@ def _run(source: ModelSource, settings: Settings, fault: Fault | None) -> tuple[
         source,
         lora,
         pins=settings.pins,
-        recipe=fault.recipe if fault else settings.recipe,
+        recipe=on_recipe(fault, settings.recipe) if fault else settings.recipe,
         data_dir=settings.data_dir,
         generation_settings=settings.generation,
     )
