@@ -91,6 +91,10 @@ def load(spec: str) -> Recipe:
             f"--recipe {spec}: cannot import {module_name} ({exc}); run from the folder that "
             "holds the package, or pip install it"
         )
+    except Exception as exc:  # the user's module failed while importing: say where, briefly
+        raise InputError(
+            f"--recipe {spec}: importing {module_name} raised {exc.__class__.__name__}: {exc}"
+        )
     obj = module
     for part in attribute.split("."):
         if not hasattr(obj, part):

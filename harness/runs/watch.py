@@ -46,8 +46,9 @@ class UnhealthyLoRA(AssertionError):
 class _WatchedModel:
     """The `ctx.model` part the checks read: the LoRA model, its expectations, its keys."""
 
-    def __init__(self, model, expectations):
-        self.lora_model, self.expectations = model, expectations
+    def __init__(self, model):
+        self.lora_model = model
+        self.expectations: expect_mod.Expectations | None = None  # set on entry
 
     def trainable_keys(self) -> set[str]:
         return {name for name, _ in tree_flatten(self.lora_model.trainable_parameters())}
@@ -55,7 +56,8 @@ class _WatchedModel:
 
 class Watch:
     def __init__(self, model, optimizer=None, lora=None, config=None, expect=None, count=None):
-        self.model, self.optimizer = model, optimizer
+        self.model = _WatchedModel(model)  # `ctx.model`, as the checks read it
+        self.optimizer = optimizer
         self.lora = _lora_config(lora)
         self.recipe = dataclasses.replace(
             recipes.CORRECT, name="watch", count_trainable=count or recipes.CORRECT.count_trainable
@@ -64,26 +66,32 @@ class Watch:
         self.losses: list[dict] = []
         self.gradient_keys: set[str] = set()
         self._update_seen = False
+        self.asserted = False  # the pytest fixture asserts at teardown when the test did not
         self._before = self._outcome = None
 
     # -- the context manager -------------------------------------------------------
     def __enter__(self) -> Watch:
-        self.expectations = self._derive()
-        self._converted_at_entry = bool(recipes.adapter_module_names(self.model))
-        adapter, base = fingerprints(self.model)
-        self._before = (adapter, _as_unconverted(self.model, base))
+        self.model.expectations = self._derive()
+        self._converted_at_entry = bool(recipes.adapter_module_names(self.model.lora_model))
+        adapter, base = fingerprints(self.model.lora_model)
+        self._before = (adapter, _as_unconverted(self.model.lora_model, base))
         self._wrap_optimizer()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
         self._unwrap_optimizer()
-        adapter_after, base_after = fingerprints(self.model)
+        if exc_type is not None:
+            # The loop's own exception is the failure to report; a step that raised while
+            # being compiled may leave placeholders in the model that cannot be evaluated.
+            self.asserted = True
+            return
+        adapter_after, base_after = fingerprints(self.model.lora_model)
         self._outcome = TrainingOutcome(
             metrics=list(self.losses),
             gradient_keys=set(self.gradient_keys),
             optimizer_state_keys=optimizer_state_keys(self.optimizer) if self.optimizer else set(),
             base_before=self._before[1],
-            base_after=_as_unconverted(self.model, base_after),
+            base_after=_as_unconverted(self.model.lora_model, base_after),
             adapter_before=self._before[0],
             adapter_after=adapter_after,
             optimizer=self.optimizer,
@@ -109,6 +117,11 @@ class Watch:
         return _Callback()
 
     # -- the checks the run context offers -------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """True once the with-block has ended (the report can be read)."""
+        return self._outcome is not None
+
     @property
     def training(self) -> TrainingOutcome:
         if self._outcome is None:
@@ -138,7 +151,7 @@ class Watch:
         results = [r.to_dict() for r in self.results()]
         return {
             "kind": "watch",
-            "expectations": self.expectations.to_dict(),
+            "expectations": self.model.expectations.to_dict(),
             "checks": results,
             "metrics": {"steps": self.losses},
             "summary": json_report.summarise(results),
@@ -146,6 +159,7 @@ class Watch:
 
     def assert_healthy(self) -> dict:
         """The report, or UnhealthyLoRA naming every failed check and its remedy."""
+        self.asserted = True
         report = self.report()
         bad = [c for c in report["checks"] if c["status"] in ("fail", "error")]
         if bad:
@@ -166,7 +180,7 @@ class Watch:
         return None
 
     def _derive(self) -> expect_mod.Expectations:
-        converted = bool(recipes.adapter_module_names(self.model))
+        converted = bool(recipes.adapter_module_names(self.model.lora_model))
         config = _config_dict(self._config)
         if converted and config.get("model_type") not in expect_mod._CONFIG_FAMILIES:
             raise InputError(
@@ -174,7 +188,7 @@ class Watch:
                 "model's config (config=model.args or the config.json dict of a llama/mistral/"
                 "qwen model); otherwise enter watch() before converting"
             )
-        return expect_mod.derive(config, self.model, self.lora, self._pins)
+        return expect_mod.derive(config, self.model.lora_model, self.lora, self._pins)
 
     def _wrap_optimizer(self) -> None:
         if self.optimizer is None:
