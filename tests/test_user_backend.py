@@ -26,6 +26,8 @@ from lora_harness.runs.watch import WATCHED, UnhealthyLoRA, watch
 from lora_harness.text import data
 from tests.conftest import ROOT
 
+pytest_plugins = ["pytester"]
+
 EXAMPLE = ROOT / "examples" / "user_backend"
 SPEC = "mlx_backend.lora_gate:{}"
 
@@ -336,3 +338,63 @@ def test_selftest_faults_apply_on_the_users_recipe():
     )
     assert fault_settings.recipe.name == SPEC.format("RECIPE") + "+count_without_tree_flatten"
     assert fault_settings.recipe.convert.__self__.__class__.__name__ == "BackendRecipe"
+
+
+# -- the pytest plugin gates a foreign repository's own backend --------------------------------
+
+
+_HEALTHY_TEST = """
+from mlx_backend.mlx_adapter_manager import MLXAdapterManager
+from mlx_backend.mlx_sft_trainer import MLXSFTTrainer
+
+from lora_harness.lora.recipe import CORRECT
+from lora_harness.models.sources import resolve
+from lora_harness.text import data
+
+BUGS = {bugs!r}
+
+
+def test_my_trainer(lora_watch):
+    model, tokenizer = resolve("fixture:tiny").load()
+    batch = data.first_batch(CORRECT.tokenize(data.load_rows(None), tokenizer), 4, 256, 0)
+    manager = MLXAdapterManager(bugs=frozenset(BUGS))
+    manager.apply_lora(model)
+    trainer = MLXSFTTrainer(model, bugs=BUGS)
+    with lora_watch(model, trainer.optimizer, config=model.args, count=manager.count_trainable) as w:
+        trainer.train([batch] * 6, on_loss=w.on_loss)
+"""
+
+
+def _foreign_repo(pytester, bugs=()):
+    shutil.copytree(EXAMPLE / "mlx_backend", pytester.path / "mlx_backend")
+    pytester.makepyfile(test_my_backend=_HEALTHY_TEST.format(bugs=tuple(bugs)))
+
+
+def test_plugin_gates_a_foreign_repos_backend_with_lora_recipe(pytester):
+    _foreign_repo(pytester)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--lora-model", "fixture:tiny", "--lora-recipe",
+        "mlx_backend.lora_gate:RECIPE",
+    )  # fmt: skip
+    result.assert_outcomes(passed=len(suites.GATE) + 1)
+
+
+def test_plugin_fails_a_foreign_repos_buggy_backend(pytester):
+    _foreign_repo(pytester, bugs=("unfreeze_without_keys",))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--lora-model", "fixture:tiny", "--lora-suite", "structure",
+        "--lora-recipe", "mlx_backend.lora_gate:UNFREEZE_WITHOUT_KEYS",
+    )  # fmt: skip
+    # The structure checks fail as items; the lora_watch test fails when it is torn down.
+    result.assert_outcomes(passed=2, failed=3, errors=1)
+    result.stdout.fnmatch_lines(["*trainable_keys_exact fail*", "*UnhealthyLoRA*"])
+
+
+def test_plugin_bad_recipe_is_a_usage_error(pytester):
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--lora-model", "fixture:tiny", "--lora-recipe", "nosuch:RECIPE"
+    )
+    assert result.ret != 0
+    assert (
+        "--recipe nosuch:RECIPE: cannot import nosuch" in result.stdout.str() + result.stderr.str()
+    )
