@@ -178,13 +178,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_correct_backend_passes_the_gate_from_the_cli(tmp_path):
     done = _cli(
-        "run", "--model", "fixture:tiny", "--recipe", SPEC.format("RECIPE"), "--json", "-", "-q"
-    )
+        "run", "--model", "fixture:tiny", "--recipe", SPEC.format("RECIPE"), "--json", "-", "-q",
+        "--out", str(tmp_path),
+    )  # fmt: skip
     report = json.loads(done.stdout)
     assert done.returncode == 0, [c for c in report["checks"] if c["status"] != "pass"]
     assert report["run"]["recipe"] == SPEC.format("RECIPE")
     assert {c["name"] for c in report["checks"]} == set(suites.GATE)
-    shutil.rmtree(EXAMPLE / "lora-harness-runs", ignore_errors=True)
 
 
 def test_correct_backend_passes_under_watch():
