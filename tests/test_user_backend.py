@@ -314,7 +314,8 @@ def test_watch_skips_what_the_loop_does_not_show():
     model, _ = _model_and_batch()
     MLXAdapterManager().apply_lora(model)
     with watch(model, config=model.args) as w:
-        pass
+        with pytest.raises(InputError, match="after the with-block"):
+            w.report()
     by_name = {r.name: r for r in w.results()}
     assert by_name["loss_finite_and_decreasing"].status == "skip"
     assert by_name["optimizer_state_matches_trainable"].status == "skip"

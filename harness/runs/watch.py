@@ -67,7 +67,7 @@ class Watch:
         self.gradient_keys: set[str] = set()
         self._update_seen = False
         self.asserted = False  # the pytest fixture asserts at teardown when the test did not
-        self._before = self._outcome = None
+        self._before = self._outcome = self._loop_error = None
 
     # -- the context manager -------------------------------------------------------
     def __enter__(self) -> Watch:
@@ -84,6 +84,7 @@ class Watch:
             # The loop's own exception is the failure to report; a step that raised while
             # being compiled may leave placeholders in the model that cannot be evaluated.
             self.asserted = True
+            self._loop_error = exc_type.__name__
             return
         adapter_after, base_after = fingerprints(self.model.lora_model)
         self._outcome = TrainingOutcome(
@@ -124,6 +125,8 @@ class Watch:
 
     @property
     def training(self) -> TrainingOutcome:
+        if self._loop_error:
+            raise InputError(f"watch(): the loop raised {self._loop_error}; nothing to check")
         if self._outcome is None:
             raise InputError("watch(): read the report after the with-block has ended")
         return self._outcome
@@ -135,6 +138,7 @@ class Watch:
         return f"watch() observes a training loop; {capability} checks need lora-harness run"
 
     def results(self) -> list[CheckResult]:
+        self.training  # noqa: B018  (raises InputError inside the with-block or after a crash)
         registry = suites.all_checks()
         results = []
         for name in WATCHED:
@@ -182,7 +186,7 @@ class Watch:
     def _derive(self) -> expect_mod.Expectations:
         converted = bool(recipes.adapter_module_names(self.model.lora_model))
         config = _config_dict(self._config)
-        if converted and config.get("model_type") not in expect_mod._CONFIG_FAMILIES:
+        if converted and not expect_mod.derivable_from_config(config):
             raise InputError(
                 "watch(): the model is already converted, so its expectations need the base "
                 "model's config (config=model.args or the config.json dict of a llama/mistral/"
