@@ -37,6 +37,10 @@ SEED_BUGS = {
         "MANUAL_FROM_BASE",
         ["lora_layer_count", "trainable_array_count", "trainable_keys_exact"],
     ),
+    "hand_built_lora": (
+        "HAND_BUILT_LORA",
+        ["trainable_array_count", "trainable_keys_exact", "frozen_base_unchanged"],
+    ),
     "unfreeze_without_keys": (
         "UNFREEZE_WITHOUT_KEYS",
         [
@@ -59,6 +63,7 @@ SEED_BUGS = {
 # The flags each lora_gate object sets (MX_VALUE_AND_GRAD is the seed's silent combination).
 FLAGS = {
     "manual_from_base": ("manual_from_base",),
+    "hand_built_lora": ("hand_built_lora",),
     "unfreeze_without_keys": ("unfreeze_without_keys",),
     "mx_value_and_grad": ("mx_value_and_grad", "skip_optimizer_init"),
     "top_level_count": ("top_level_count",),

@@ -7,6 +7,7 @@
 
 Every bug of the seed's "What Doesn't Work" list can be planted with `bugs={...}`:
     manual_from_base        LoRALinear.from_base() by hand on the modules the author listed
+    hand_built_lora         LoRALinear(...) built by hand, base weights copied into its .linear
     unfreeze_without_keys   model.unfreeze() with no keys
     skip_optimizer_init     optimizer.init() never called
     mx_value_and_grad       mx.value_and_grad over model.parameters() instead of nn.value_and_grad
@@ -16,6 +17,7 @@ Nothing here imports lora_harness: it is the user's code, gated from the outside
 
 BUGS = (
     "manual_from_base",
+    "hand_built_lora",
     "unfreeze_without_keys",
     "skip_optimizer_init",
     "mx_value_and_grad",

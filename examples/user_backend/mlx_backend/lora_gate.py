@@ -55,6 +55,7 @@ class BackendRecipe:
 
 RECIPE = BackendRecipe()
 MANUAL_FROM_BASE = BackendRecipe("manual_from_base")
+HAND_BUILT_LORA = BackendRecipe("hand_built_lora")
 UNFREEZE_WITHOUT_KEYS = BackendRecipe("unfreeze_without_keys")
 SKIP_OPTIMIZER_INIT = BackendRecipe("skip_optimizer_init")
 # With the optimizer initialised on the adapters, Adam fails at once (KeyError: 'weight');

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import mlx.nn as nn
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.tuner.lora import LoRALinear
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
@@ -35,6 +35,8 @@ class MLXAdapterManager:
     def convert(self, model: nn.Module) -> None:
         if "manual_from_base" in self.bugs:
             return self._convert_by_hand(model)
+        if "hand_built_lora" in self.bugs:
+            return self._build_lora_layers(model)
         parameters = {"rank": self.rank, "scale": self.scale, "dropout": self.dropout}
         if self.keys is not None:
             parameters["keys"] = list(self.keys)
@@ -53,6 +55,19 @@ class MLXAdapterManager:
                     base, r=self.rank, scale=self.scale, dropout=self.dropout
                 )
                 setattr(owner, leaf, wrapped)
+
+    def _build_lora_layers(self, model: nn.Module) -> None:
+        # A fresh LoRALinear with the base weights copied in: its own .linear is a new
+        # module, created after freeze() ran, so nothing freezes the base weights in it.
+        for block in model.layers:
+            for name, module in list(block.named_modules()):
+                if isinstance(module, nn.Linear):
+                    out_dims, in_dims = module.weight.shape
+                    wrapped = LoRALinear(
+                        in_dims, out_dims, r=self.rank, scale=self.scale, bias="bias" in module
+                    )
+                    wrapped.linear.update(module.parameters())
+                    block.update_modules(tree_unflatten([(name, wrapped)]))
 
     def unfreeze(self, model: nn.Module) -> None:
         if "unfreeze_without_keys" in self.bugs:
