@@ -313,6 +313,12 @@ def test_watch_refuses_a_converted_model_without_its_base_config():
         _mlx_lm_train()
 
 
+@pytest.mark.parametrize("lora", [{"rnak": 8}, {"lora_parameters": {"rank": 8, "alpha": 16}}])
+def test_watch_refuses_unknown_lora_fields(lora):
+    with pytest.raises(InputError, match="is unknown"):
+        watch(None, lora=lora)
+
+
 def test_watch_skips_what_the_loop_does_not_show():
     from mlx_backend.mlx_adapter_manager import MLXAdapterManager
 

@@ -225,15 +225,16 @@ def watch(model, optimizer=None, *, lora=None, config=None, expect=None, count=N
 
 
 def _lora_config(lora) -> LoRAConfig:
+    """A LoRAConfig from itself, a dict of its fields, or an mlx-lm adapter config dict."""
     if lora is None or isinstance(lora, LoRAConfig):
         return lora or LoRAConfig()
-    values = {k: v for k, v in dict(lora).items() if k in LoRAConfig.__dataclass_fields__}
-    values.update(
-        {k: v for k, v in (lora.get("lora_parameters") or {}).items() if k in ("rank", "scale")}
-    )
-    for key in ("dropout", "keys"):
-        if key in (lora.get("lora_parameters") or {}):
-            values[key] = lora["lora_parameters"][key]
+    lora = dict(lora)
+    fields = LoRAConfig.__dataclass_fields__
+    nested = lora.pop("lora_parameters", None)
+    unknown = sorted(set(lora if nested is None else nested) - set(fields))
+    if unknown:  # a typo must not silently fall back to a default
+        raise InputError(f"watch(lora=...): {unknown[0]!r} is unknown; use {', '.join(fields)}")
+    values = {k: v for k, v in {**lora, **(nested or {})}.items() if k in fields}
     config = LoRAConfig(**values)
     config.validate()
     return config
