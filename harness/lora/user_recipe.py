@@ -88,12 +88,12 @@ def load(spec: str) -> Recipe:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(
-            f"--recipe {spec}: cannot import {module_name} ({exc}); run from the folder that "
+            f"--recipe {spec}: cannot import {module_name} ({_line(exc)}); run from the folder that "
             "holds the package, or pip install it"
         )
     except Exception as exc:  # the user's module failed while importing: say where, briefly
         raise InputError(
-            f"--recipe {spec}: importing {module_name} raised {exc.__class__.__name__}: {exc}"
+            f"--recipe {spec}: importing {module_name} raised {exc.__class__.__name__}: {_line(exc)}"
         )
     obj = module
     for part in attribute.split("."):
@@ -167,7 +167,7 @@ def _instantiate(cls: type, spec: str):
     except Exception as exc:
         raise InputError(
             f"--recipe {spec}: the class {cls.__name__} cannot be built without arguments "
-            f"({exc.__class__.__name__}: {exc}); point --recipe at an instance instead"
+            f"({exc.__class__.__name__}: {_line(exc)}); point --recipe at an instance instead"
         )
 
 
@@ -175,3 +175,8 @@ def _import_from_cwd() -> None:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
+
+
+def _line(exc: Exception) -> str:
+    """The first line of an exception's message: the error stays one line."""
+    return (str(exc).splitlines() or [""])[0][:200]
