@@ -14,3 +14,12 @@ Folders, lowest first; imports only ever point down this list:
 """
 
 from lora_harness.core.version import __version__  # noqa: F401
+
+
+def __getattr__(name: str):
+    # `lora_harness.watch` without importing mlx on `import lora_harness`.
+    if name in ("watch", "Watch", "UnhealthyLoRA"):
+        from lora_harness.runs import watch as _watch
+
+        return getattr(_watch, name)
+    raise AttributeError(f"module 'lora_harness' has no attribute {name!r}")

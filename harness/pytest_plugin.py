@@ -6,7 +6,8 @@ takes the same LoRA and expectation options as `lora-harness run` (declared once
 lora_harness.runs.options, here prefixed --lora-). The plugin is inert unless --lora-model or
 --lora-suite is given, so installing the harness never changes unrelated test runs.
 The session fixture `lora_run` hands users' own tests the run context (trained model,
-fingerprints, generations) to write their own checks.
+fingerprints, generations) to write their own checks; `lora_watch` puts the gate's checks
+around a training loop of the user's own (see lora_harness.runs.watch).
 """
 
 from __future__ import annotations
@@ -109,3 +110,20 @@ def lora_run(pytestconfig):
     if not _active(pytestconfig):
         pytest.skip("lora_run needs --lora-model (or --lora-suite)")
     return _context(pytestconfig)
+
+
+@pytest.fixture
+def lora_watch():
+    """`lora_watch(model, optimizer, lora=..., config=...)` is `lora_harness.watch()`; a watch
+    the test did not `assert_healthy()` itself is asserted when the test ends."""
+    from lora_harness.runs.watch import watch
+
+    started = []
+
+    def start(*args, **kwargs):
+        started.append(watch(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for unchecked in (w for w in started if not w.asserted and w.finished):
+        unchecked.assert_healthy()

@@ -81,6 +81,15 @@ def _register_run(actions) -> None:
         metavar="PORT",
         help=f"--distributed: rank i listens on PORT+i (default {ring.DEFAULT_STARTING_PORT}, as mlx.launch)",
     )
+    add(
+        "--with-local-package",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="also build the project at PATH as a wheel and install it on each host, e.g. the "
+        "backend that -- --recipe mypkg.mod:RECIPE names (repeatable)",
+    )
     add("--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only")
     add("run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness run")
     run.set_defaults(handler=handle_run)
@@ -237,6 +246,7 @@ def handle_run(args) -> int:
     if args.distributed:
         options.ring, parallel = ring.plan(hosts, args.starting_port), len(hosts)
     build = deploy.build_wheel(args.wheelhouse)
+    build.packages = [deploy.build_local_package(p) for p in args.with_local_package]
     started = fleet.now()
     results = fleet.run_fleet(hosts, build, options, parallel, run_id)
     if options.ring:

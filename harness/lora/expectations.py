@@ -147,6 +147,11 @@ def derive(config: dict, base_model, lora: LoRAConfig, pinned: dict | None = Non
     )
 
 
+def derivable_from_config(config: dict) -> bool:
+    """True when `config` alone gives every block's projection sizes (no model walk needed)."""
+    return config.get("model_type") in _CONFIG_FAMILIES
+
+
 def layers_prefix(model) -> str:
     """The dotted path of `model.layers` inside the parameter tree, e.g. 'model.layers.'."""
     first_block = model.layers[0]

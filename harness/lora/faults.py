@@ -35,7 +35,8 @@ class Fault:
         The one way a fault is applied, on every path (run --inject-fault, selftest, pytest).
         """
         steps = {name: getattr(self.recipe, name) for name in self.swapped_steps}
-        faulty = dataclasses.replace(recipe, name=self.name, **steps)
+        name = self.name if recipe is CORRECT else f"{recipe.name}+{self.name}"
+        faulty = dataclasses.replace(recipe, name=name, **steps)
         return dataclasses.replace(lora, **self.lora_overrides), faulty
 
 

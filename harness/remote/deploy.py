@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
@@ -30,6 +30,7 @@ class LocalBuild:
     wheel: Path
     sha256: str
     wheelhouse: list[Path]
+    packages: list[Path] = field(default_factory=list)  # --with-local-package wheels
 
 
 def build_wheel(wheelhouse: Path | None = None) -> LocalBuild:
@@ -38,6 +39,23 @@ def build_wheel(wheelhouse: Path | None = None) -> LocalBuild:
         raise InputError(
             "remote deploy builds the harness from its source checkout; install it with pip -e"
         )
+    wheel = _pip_wheel(PROJECT_ROOT, "the harness")
+    extra = sorted(Path(wheelhouse).glob("*.whl")) if wheelhouse else []
+    return LocalBuild(wheel, _sha256(wheel), extra)
+
+
+def build_local_package(path: Path) -> Path:
+    """A user's project (e.g. the backend a --recipe names) as a wheel to install beside ours."""
+    path = Path(path).expanduser().resolve()
+    if not any((path / name).exists() for name in ("pyproject.toml", "setup.py")):
+        raise InputError(
+            f"--with-local-package {path}: no pyproject.toml or setup.py there; pass the root "
+            "of a pip-installable project"
+        )
+    return _pip_wheel(path, str(path))
+
+
+def _pip_wheel(source: Path, what: str) -> Path:
     out = Path(tempfile.mkdtemp(prefix="lora-harness-wheel-"))
     done = subprocess.run(
         [
@@ -50,7 +68,7 @@ def build_wheel(wheelhouse: Path | None = None) -> LocalBuild:
             "-q",
             "-w",
             str(out),
-            str(PROJECT_ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,
@@ -60,11 +78,10 @@ def build_wheel(wheelhouse: Path | None = None) -> LocalBuild:
     )
     if done.returncode != 0:
         raise InputError(
-            f"could not build the harness wheel: {done.stderr.strip().splitlines()[-1:]}"
+            f"could not build the wheel of {what}: {done.stderr.strip().splitlines()[-1:]}"
         )
     (wheel,) = out.glob("*.whl")
-    extra = sorted(Path(wheelhouse).glob("*.whl")) if wheelhouse else []
-    return LocalBuild(wheel, _sha256(wheel), extra)
+    return wheel
 
 
 def _sha256(path: Path) -> str:
@@ -110,7 +127,7 @@ def ensure_venv(
     wheel = upload(client, sftp, python, build.wheel, f"{work_dir}/wheels", stats)
     marker = f"{venv}/.harness-{build.sha256[:16]}"
     if shell.run(client, shell.quote(["test", "-e", marker]), timeout=30).exit_status == 0:
-        return venv_python
+        return _install_local_packages(client, sftp, build, python, venv, work_dir, stats)
     create = [python, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + [venv]
     pip = [venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     offline = pip + ["--no-index"]
@@ -126,6 +143,27 @@ def ensure_venv(
     )
     done = _must(client, _locked(python, f"{venv}.lock", script), "install the harness", 3600)
     stats["installed"] = _INSTALLED in done.stdout_tail
+    return _install_local_packages(client, sftp, build, python, venv, work_dir, stats)
+
+
+def _install_local_packages(client, sftp, build, python, venv, work_dir, stats) -> str:
+    """Install each --with-local-package wheel into the venv, again whenever its bytes change.
+
+    --force-reinstall because a changed project usually keeps its version; --no-deps because
+    its dependencies (mlx, mlx-lm) came with the harness. The marker holds the installed hash.
+    """
+    venv_python = f"{venv}/bin/python"
+    for wheel in build.packages:
+        digest = _sha256(wheel)
+        remote = upload(client, sftp, python, wheel, f"{work_dir}/wheels", stats)
+        marker = f"{venv}/.local-{wheel.name.split('-')[0]}"
+        install = [venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        install += ["--no-deps", "--force-reinstall", remote]
+        script = (
+            f"grep -qx {digest} {shell.quote([marker])} 2>/dev/null || {{ "
+            f"{shell.quote(install)} && echo {digest} > {shell.quote([marker])}; }}"
+        )
+        _must(client, _locked(python, f"{venv}.lock", script), f"install {wheel.name}", 600)
     return venv_python
 
 

@@ -45,7 +45,9 @@ class Settings:
 
 def settings_from(values: dict) -> Settings:
     """Validate option values (dest -> value) into Settings; raises InputError on bad input."""
-    lora, recipe = _with_fault(options.lora_config_from(values), values.get("inject_fault"))
+    lora, recipe = _with_fault(
+        options.lora_config_from(values), values.get("inject_fault"), values.get("recipe")
+    )
     return Settings(
         model=values.get("model"),
         lora=lora,
@@ -61,14 +63,22 @@ def settings_from(values: dict) -> Settings:
     )
 
 
-def _with_fault(lora: LoRAConfig, fault_name: str | None) -> tuple[LoRAConfig, Recipe]:
+def _with_fault(
+    lora: LoRAConfig, fault_name: str | None, user_spec: str | None = None
+) -> tuple[LoRAConfig, Recipe]:
+    """The user's --recipe (or the correct one), with --inject-fault applied on top."""
+    recipe = CORRECT
+    if user_spec:
+        from lora_harness.lora import user_recipe
+
+        recipe = user_recipe.load(user_spec)
     if not fault_name:
-        return lora, CORRECT
+        return lora, recipe
     from lora_harness.lora.faults import ALL_FAULTS
 
     if fault_name not in ALL_FAULTS:
         raise InputError(f"--inject-fault {fault_name}: unknown; see lora-harness selftest --list")
-    return ALL_FAULTS[fault_name].applied_to(lora)
+    return ALL_FAULTS[fault_name].applied_to(lora, recipe)
 
 
 def _suite(values: dict) -> str | None:
