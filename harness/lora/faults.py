@@ -110,6 +110,23 @@ def _zero_token_loss(model, batch, lengths):
     return default_loss(model, batch, empty)
 
 
+def _loss_ignoring_lengths(model, batch, lengths):
+    # The length mask forgotten: every padding position is scored as if it were text.
+    width = mx.full(lengths[:, 1].shape, batch.shape[1], lengths.dtype)
+    return default_loss(model, batch, mx.stack([lengths[:, 0], width], axis=1))
+
+
+def _loss_mask_on_inputs(model, batch, lengths):
+    # The mask laid on input positions, not targets: one step late, so each padded row
+    # scores one more padding target after its end.
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    steps = mx.arange(targets.shape[1])
+    mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
+    loss = nn.losses.cross_entropy(model(inputs), targets) * mask
+    scored = mask.sum()
+    return loss.astype(mx.float32).sum() / scored, scored
+
+
 class _TextWithoutTerminator:
     """A hand-rolled dataset that encodes text rows as they are: no EOS is appended."""
 
@@ -252,6 +269,18 @@ FAULTS = {
             "a huge LoRA scale blows the update up: the loss is NaN or frozen",
             ["loss_finite_and_decreasing"],
             lora_overrides={"scale": 1e30},
+        ),
+        _fault(
+            "loss_scores_padding",
+            "the loss mask ignores the row lengths: padding is trained on as if it were text",
+            ["loss_covers_expected_tokens"],
+            loss=_loss_ignoring_lengths,
+        ),
+        _fault(
+            "loss_mask_on_inputs",
+            "the loss mask is built on input positions, not targets: off by one position",
+            ["loss_covers_expected_tokens"],
+            loss=_loss_mask_on_inputs,
         ),
         _fault(
             "data_without_terminator",

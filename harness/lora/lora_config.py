@@ -32,6 +32,9 @@ class LoRAConfig:
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
     seed: int = field(default=0, metadata={"help": "Seed for LoRA init and batching."})
     max_seq_length: int = field(default=256, metadata={"help": "Maximum sequence length."})
+    mask_prompt: bool = field(
+        default=False, metadata={"help": "Score only the completion (mlx_lm.lora's --mask-prompt)."}
+    )
 
     @property
     def use_dora(self) -> bool:

@@ -82,6 +82,11 @@ LORA_OPTIONS = [
     Option("learning-rate", "Adam learning rate (default 1e-3)", type=float),
     Option("seed", "seed for LoRA init and batching (default 0)", type=int),
     Option("max-seq-length", "maximum tokens per example (default 256)", type=int),
+    Option(
+        "mask-prompt",
+        "score only the completion of prompt/completion or chat rows, as mlx_lm.lora does",
+        action="store_true",
+    ),
 ]
 
 EXPECT_OPTIONS = [

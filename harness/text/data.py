@@ -103,12 +103,20 @@ def tokenized_dataset(rows: list[dict], tokenizer, mask_prompt: bool = False):
 
 def first_batch(dataset, batch_size: int, max_seq_length: int, seed: int):
     """One (tokens, lengths) batch, made by mlx-lm's own batcher."""
+    return first_batch_and_examples(dataset, batch_size, max_seq_length, seed)[0]
+
+
+def first_batch_and_examples(dataset, batch_size: int, max_seq_length: int, seed: int):
+    """((tokens, lengths), the dataset index of each row): the batch and where it came from."""
     from mlx_lm.tuner.trainer import iterate_batches
+
+    from lora_harness.text.batches import fetch_log
 
     if len(dataset) < batch_size:
         raise InputError(
             f"the data has {len(dataset)} examples but --batch-size is {batch_size}; "
             "lower --batch-size or add examples"
         )
-    batches = iterate_batches(dataset, batch_size, max_seq_length, loop=False, seed=seed)
-    return next(iter(batches))
+    log = fetch_log(dataset)
+    batch = next(iter(iterate_batches(log, batch_size, max_seq_length, loop=False, seed=seed)))
+    return batch, log.last(batch[0].shape[0])
