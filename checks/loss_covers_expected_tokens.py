@@ -30,7 +30,7 @@ class LossCoversExpectedTokens(Check):
         # The DPO loss sums log-probs of response tokens only; mlx-lm's SFT loss may go one past.
         first_pad = ctx.trainer_kind != "dpo" and reference_scores_first_pad()
         steps = []
-        for metrics, batch in zip(training.metrics, training.batches):
+        for metrics, batch in zip(training.metrics, training.batches, strict=True):
             rows = _expected_rows(ctx, batch)
             steps.append(
                 {
@@ -78,7 +78,7 @@ class LossCoversExpectedTokens(Check):
 def _expected_rows(ctx, batch) -> list[RowSpan]:
     """Each row's loss span from the data: the example's own length and prompt offset."""
     if batch.examples is None:  # DPO: the spans are the pairs' own prompt/response bounds
-        return [RowSpan(o, n) for o, n in zip(batch.offsets, batch.lengths)]
+        return [RowSpan(o, n) for o, n in zip(batch.offsets, batch.lengths, strict=True)]
     dataset, lora = ctx.model.training_dataset, ctx.lora
     rows = []
     for index in batch.examples:

@@ -98,6 +98,8 @@ def _received_tails(consumed) -> dict[int, tuple[int, ...]]:
     """Example index -> the last tokens of that example as the step was handed it."""
     tails: dict[int, tuple[int, ...]] = {}
     for batch in consumed:
-        for index, tail in zip(batch.examples or (), batch.tails):
+        if batch.examples is None:
+            continue
+        for index, tail in zip(batch.examples, batch.tails, strict=True):
             tails.setdefault(index, tail)
     return tails

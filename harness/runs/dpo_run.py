@@ -5,8 +5,8 @@ from __future__ import annotations
 import mlx.core as mx
 
 from lora_harness.lora import dpo, trainer
-from lora_harness.text.batches import ConsumedBatch
 from lora_harness.runs.training import DPOOutcome, TrainingOutcome, fingerprints, outcome
+from lora_harness.text.batches import ConsumedBatch
 
 
 def train_dpo(model_part, step_callbacks=()) -> TrainingOutcome:
