@@ -92,6 +92,11 @@ def tokenized_dataset(rows: list[dict], tokenizer, mask_prompt: bool = False):
     """mlx-lm's dataset for `rows` (it picks text/chat/completions from the first row)."""
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
 
+    if mask_prompt and rows and not _has_prompt(rows[0]):
+        raise InputError(
+            "--mask-prompt needs prompt/completion or messages rows (text rows have no prompt); "
+            "pass --data with such rows or drop --mask-prompt"
+        )
     try:
         dataset = create_dataset(rows, tokenizer, SimpleNamespace(mask_prompt=mask_prompt))
     except ValueError as exc:
@@ -99,6 +104,11 @@ def tokenized_dataset(rows: list[dict], tokenizer, mask_prompt: bool = False):
             f"training rows are in no mlx-lm format ({exc}); use text, messages or prompt/completion"
         )
     return CacheDataset(dataset)
+
+
+def _has_prompt(row: dict) -> bool:
+    """mlx-lm masks a prompt only in prompt/completion and chat rows."""
+    return {"prompt", "completion"} <= row.keys() or "messages" in row
 
 
 def first_batch(dataset, batch_size: int, max_seq_length: int, seed: int):
