@@ -8,7 +8,9 @@ in the target voice is used, which any tokenizer can encode offline.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -128,5 +130,8 @@ def first_batch_and_examples(dataset, batch_size: int, max_seq_length: int, seed
             "lower --batch-size or add examples"
         )
     log = fetch_log(dataset)
-    batch = next(iter(iterate_batches(log, batch_size, max_seq_length, loop=False, seed=seed)))
+    # mlx-lm prints its truncation warning on stdout, which `--json -` keeps for the report.
+    with contextlib.redirect_stdout(sys.stderr):
+        batches = iterate_batches(log, batch_size, max_seq_length, loop=False, seed=seed)
+        batch = next(iter(batches))
     return batch, log.last(batch[0].shape[0])
