@@ -261,7 +261,7 @@ FAULTS = {
         _fault(
             "zero_loss_tokens",
             "every loss token masked out: the loss is 0/0 = NaN",
-            ["loss_finite_and_decreasing"],
+            ["loss_finite_and_decreasing", "loss_covers_expected_tokens"],
             loss=_zero_token_loss,
         ),
         _fault(
