@@ -324,6 +324,14 @@ def _negated_preference_loss(model, tokens, spans, reference):
     return -loss, count
 
 
+def _preference_loss_scoring_prompt(model, tokens, spans, reference):
+    # The response spans widened to the whole prompt: the policy log-probs count prompt tokens.
+    from lora_harness.lora.dpo import dpo_loss
+
+    whole = mx.stack([mx.ones_like(spans[:, 0]), spans[:, 1]], axis=1)
+    return dpo_loss(model, tokens, whole, reference)
+
+
 # Faults of the DPO trainer (run with trainer_kind="dpo").
 DPO_FAULTS = {
     f.name: f
@@ -339,6 +347,12 @@ DPO_FAULTS = {
             "the DPO loss is negated: training prefers the rejected answers",
             ["preference_margin_increases"],
             preference_loss=_negated_preference_loss,
+        ),
+        _fault(
+            "dpo_loss_scores_prompt",
+            "the DPO log-probs are summed over the prompt too, not only the response",
+            ["loss_covers_expected_tokens"],
+            preference_loss=_preference_loss_scoring_prompt,
         ),
     ]
 }
