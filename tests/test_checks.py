@@ -88,6 +88,7 @@ CAUGHT_BY = {
     "zero_loss_tokens": {
         "adapters_changed",
         "loss_finite_and_decreasing",
+        "loss_covers_expected_tokens",
         "no_endoftext_spam",
         "voice_score_baseline",
         "adapter_roundtrip",
@@ -98,6 +99,12 @@ CAUGHT_BY = {
         "loss_finite_and_decreasing",
         "adapter_applied",
         "fuse_equivalence",
+    },
+    "loss_scores_padding": {
+        "loss_covers_expected_tokens",
+    },
+    "loss_mask_on_inputs": {
+        "loss_covers_expected_tokens",
     },
     "data_without_terminator": {
         "training_examples_terminated",

@@ -29,6 +29,7 @@ def test_dpo_checks_pass_on_the_correct_recipe(fixture_source):
     [
         ("dpo_reference_trained", "reference_unchanged"),
         ("dpo_loss_sign_flipped", "preference_margin_increases"),
+        ("dpo_loss_scores_prompt", "loss_covers_expected_tokens"),
     ],
 )
 def test_dpo_faults_are_caught(fixture_source, fault, caught_by):

@@ -17,7 +17,7 @@ from mlx.utils import tree_flatten
 
 from lora_harness.core.errors import InputError
 from lora_harness.lora.adapters import adapter_disabled
-from lora_harness.text import corpus
+from lora_harness.text import batches, corpus
 
 BETA = 0.1
 
@@ -57,12 +57,17 @@ def encode_pairs(rows: list[dict], tokenizer) -> tuple[mx.array, mx.array]:
     return mx.array(tokens), mx.array(spans)
 
 
+def response_mask(spans: mx.array, targets: int) -> mx.array:
+    """(rows, targets): True where target step s (token s of the row) is a response token."""
+    steps = mx.arange(1, targets + 1)
+    return mx.logical_and(steps >= spans[:, 0:1], steps <= spans[:, 1:])
+
+
 def sequence_logprobs(model, tokens: mx.array, spans: mx.array) -> mx.array:
     """Sum of log p(response token) per sequence (the prompt is masked out)."""
     logits = model(tokens[:, :-1])
     targets = tokens[:, 1:]
-    steps = mx.arange(1, targets.shape[1] + 1)
-    mask = mx.logical_and(steps >= spans[:, 0:1], steps <= spans[:, 1:])
+    mask = response_mask(spans, targets.shape[1])
     return (-nn.losses.cross_entropy(logits, targets) * mask).astype(mx.float32).sum(axis=1)
 
 
@@ -82,7 +87,8 @@ def margins(model, tokens, spans, reference, beta: float = BETA) -> mx.array:
 
 def dpo_loss(model, tokens, spans, reference):
     loss = -nn.log_sigmoid(margins(model, tokens, spans, reference)).mean()
-    return loss, mx.array(tokens.shape[0])
+    # The tokens the log-probs were summed over, chosen and rejected alike.
+    return loss, response_mask(spans, tokens.shape[1] - 1).sum()
 
 
 def train_dpo(
@@ -96,8 +102,12 @@ def train_dpo(
     loss=dpo_loss,
     callbacks=(),
     gradient_keys: set | None = None,
+    batch_log: list | None = None,
 ):
-    """`iters` compiled DPO steps on the pairs; per-step metrics like the SFT trainer's."""
+    """`iters` compiled DPO steps on the pairs; per-step metrics like the SFT trainer's.
+
+    `batch_log`, if given, receives a record of the batch each step is handed.
+    """
     import time
 
     loss_and_grad = recipe.value_and_grad(model, loss)
@@ -114,6 +124,8 @@ def train_dpo(
     model.train()
     history = []
     for iteration in range(1, iters + 1):
+        if batch_log is not None:  # a span ends on its last token; a length counts past it
+            batch_log.append(batches.record(tokens, spans[:, 0], spans[:, 1] + 1))
         tic = time.perf_counter()
         value, count = step(tokens, spans, reference)
         mx.eval(state, value)

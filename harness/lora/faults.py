@@ -121,6 +121,23 @@ def _zero_token_loss(model, batch, lengths):
     return default_loss(model, batch, empty)
 
 
+def _loss_ignoring_lengths(model, batch, lengths):
+    # The length mask forgotten: every padding position is scored as if it were text.
+    width = mx.full(lengths[:, 1].shape, batch.shape[1], lengths.dtype)
+    return default_loss(model, batch, mx.stack([lengths[:, 0], width], axis=1))
+
+
+def _loss_mask_on_inputs(model, batch, lengths):
+    # The mask laid on input positions, not targets: one step late, so each padded row
+    # scores one more padding target after its end.
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    steps = mx.arange(targets.shape[1])
+    mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
+    loss = nn.losses.cross_entropy(model(inputs), targets) * mask
+    scored = mask.sum()
+    return loss.astype(mx.float32).sum() / scored, scored
+
+
 class _TextWithoutTerminator:
     """A hand-rolled dataset that encodes text rows as they are: no EOS is appended."""
 
@@ -255,7 +272,7 @@ FAULTS = {
         _fault(
             "zero_loss_tokens",
             "every loss token masked out: the loss is 0/0 = NaN",
-            ["loss_finite_and_decreasing"],
+            ["loss_finite_and_decreasing", "loss_covers_expected_tokens"],
             loss=_zero_token_loss,
         ),
         _fault(
@@ -263,6 +280,18 @@ FAULTS = {
             "a huge LoRA scale blows the update up: the loss is NaN or frozen",
             ["loss_finite_and_decreasing"],
             lora_overrides={"scale": 1e30},
+        ),
+        _fault(
+            "loss_scores_padding",
+            "the loss mask ignores the row lengths: padding is trained on as if it were text",
+            ["loss_covers_expected_tokens"],
+            loss=_loss_ignoring_lengths,
+        ),
+        _fault(
+            "loss_mask_on_inputs",
+            "the loss mask is built on input positions, not targets: off by one position",
+            ["loss_covers_expected_tokens"],
+            loss=_loss_mask_on_inputs,
         ),
         _fault(
             "data_without_terminator",
@@ -306,6 +335,14 @@ def _negated_preference_loss(model, tokens, spans, reference):
     return -loss, count
 
 
+def _preference_loss_scoring_prompt(model, tokens, spans, reference):
+    # The response spans widened to the whole prompt: the policy log-probs count prompt tokens.
+    from lora_harness.lora.dpo import dpo_loss
+
+    whole = mx.stack([mx.ones_like(spans[:, 0]), spans[:, 1]], axis=1)
+    return dpo_loss(model, tokens, whole, reference)
+
+
 # Faults of the DPO trainer (run with trainer_kind="dpo").
 DPO_FAULTS = {
     f.name: f
@@ -321,6 +358,12 @@ DPO_FAULTS = {
             "the DPO loss is negated: training prefers the rejected answers",
             ["preference_margin_increases"],
             preference_loss=_negated_preference_loss,
+        ),
+        _fault(
+            "dpo_loss_scores_prompt",
+            "the DPO log-probs are summed over the prompt too, not only the response",
+            ["loss_covers_expected_tokens"],
+            preference_loss=_preference_loss_scoring_prompt,
         ),
     ]
 }

@@ -34,6 +34,12 @@ class LoRAConfig:
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     seed: int = field(default=0, metadata={"help": "seed for LoRA init and batching"})
     max_seq_length: int = field(default=256, metadata={"help": "maximum tokens per example"})
+    mask_prompt: bool = field(
+        default=False,
+        metadata={
+            "help": "score only the completion of prompt/completion or chat rows, as mlx_lm.lora does"
+        },
+    )
 
     @property
     def use_dora(self) -> bool:

@@ -19,6 +19,7 @@ from mlx.utils import tree_flatten
 
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
+from lora_harness.text.batches import ConsumedBatch, record_sft
 
 
 class StepCallback(Protocol):
@@ -49,17 +50,21 @@ def train(
     callbacks: Iterable[StepCallback] = (),
     distributed: bool = False,
     gradient_keys: set | None = None,
+    batch_log: list[ConsumedBatch] | None = None,
 ) -> list[dict]:
     """Train on every batch of `batches` (loss defaults to the recipe's); returns per-step metrics.
 
     With `distributed`, each rank passes its own shard and gradients are averaged across
-    ranks inside the compiled step, as mlx-lm's trainer does.
+    ranks inside the compiled step, as mlx-lm's trainer does. `batch_log`, if given,
+    receives a record of each batch exactly as the step is handed it.
     """
     step = make_step(model, optimizer, recipe, loss, distributed, gradient_keys)
     state = [model.state, optimizer.state, mx.random.state]
     model.train()
     history = []
     for iteration, (tokens, lengths) in enumerate(batches, start=1):
+        if batch_log is not None:
+            batch_log.append(record_sft(tokens, lengths))
         tic = time.perf_counter()
         loss_value, loss_tokens = step(tokens, lengths)
         mx.eval(state, loss_value, loss_tokens)

@@ -6,6 +6,7 @@ import mlx.core as mx
 
 from lora_harness.lora import dpo, trainer
 from lora_harness.runs.training import DPOOutcome, TrainingOutcome, fingerprints, outcome
+from lora_harness.text.batches import ConsumedBatch
 
 
 def train_dpo(model_part, step_callbacks=()) -> TrainingOutcome:
@@ -16,6 +17,7 @@ def train_dpo(model_part, step_callbacks=()) -> TrainingOutcome:
     margin_before = dpo.margins(model, tokens, spans, reference).mean().item()
     gradient_keys: set[str] = set()  # filled when the compiled step is traced
     optimizer = trainer.make_optimizer(model, model_part.lora, model_part.recipe)
+    consumed: list[ConsumedBatch] = []
     metrics = dpo.train_dpo(
         model,
         optimizer,
@@ -27,9 +29,10 @@ def train_dpo(model_part, step_callbacks=()) -> TrainingOutcome:
         loss=model_part.recipe.preference_loss,
         callbacks=step_callbacks,
         gradient_keys=gradient_keys,
+        batch_log=consumed,
     )
     reference_after = dpo.reference_logprobs(model, tokens, spans)
-    result = outcome(model, before, metrics, gradient_keys, optimizer)
+    result = outcome(model, before, metrics, gradient_keys, optimizer, consumed)
     result.dpo = DPOOutcome(
         reference_before=reference,
         reference_after=reference_after,

@@ -62,15 +62,26 @@ class ModelPart:
     @cached_property
     def training_dataset(self):
         """The rows tokenised by the recipe (mlx-lm's dataset classes when correct)."""
+        if self.lora.mask_prompt:  # only then: a recipe's tokenize may not take the flag
+            return self.recipe.tokenize(self.training_rows, self.tokenizer, mask_prompt=True)
         return self.recipe.tokenize(self.training_rows, self.tokenizer)
 
     @cached_property
-    def probe_batch(self):
-        """The tiny batch the run overfits, from --data or the built-in corpus."""
+    def _probe(self):
         lora = self.lora
-        return data.first_batch(
+        return data.first_batch_and_examples(
             self.training_dataset, lora.batch_size, lora.max_seq_length, lora.seed
         )
+
+    @property
+    def probe_batch(self):
+        """The tiny batch the run overfits, from --data or the built-in corpus."""
+        return self._probe[0]
+
+    @property
+    def probe_examples(self) -> tuple[int, ...]:
+        """The dataset index of each row of the probe batch."""
+        return self._probe[1]
 
     @property
     def base_logits(self):

@@ -41,6 +41,8 @@ class Option:
 def lora_help(name: str) -> str:
     """A LoRA flag's help: the field's own text in LoRAConfig, and its default."""
     spec = LoRAConfig.__dataclass_fields__[name]
+    if isinstance(spec.default, bool):  # a switch: off unless given
+        return spec.metadata["help"]
     default = "every Linear of a block" if spec.default is None else spec.default
     return f"{spec.metadata['help']} (default {default})"
 
@@ -121,6 +123,7 @@ LORA_OPTIONS = [
     Option("learning-rate", lora_help("learning_rate"), type=float),
     Option("seed", lora_help("seed"), type=int),
     Option("max-seq-length", lora_help("max_seq_length"), type=int),
+    Option("mask-prompt", lora_help("mask_prompt"), action="store_true"),
 ]
 
 EXPECT_OPTIONS = [

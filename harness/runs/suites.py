@@ -29,6 +29,7 @@ GATE = STRUCTURE + [
     "frozen_base_unchanged",
     "adapters_changed",
     "loss_finite_and_decreasing",
+    "loss_covers_expected_tokens",
     "training_examples_terminated",
     "no_endoftext_spam",
     "voice_score_baseline",
@@ -45,6 +46,7 @@ DPO = STRUCTURE + [
     "adapters_changed",
     "reference_unchanged",
     "preference_margin_increases",
+    "loss_covers_expected_tokens",
 ]
 
 DISTRIBUTED = STRUCTURE + [

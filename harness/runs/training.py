@@ -7,6 +7,7 @@ string-keyed dictionaries.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import mlx.core as mx
@@ -15,6 +16,7 @@ from mlx.utils import tree_flatten
 from lora_harness.core import fingerprint
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora import trainer
+from lora_harness.text.batches import ConsumedBatch
 
 
 @dataclass
@@ -52,6 +54,9 @@ class TrainingOutcome:
     adapter_before: dict
     adapter_after: dict
     optimizer: object = field(repr=False, default=None)
+    # One record per step of the batch the compiled step was handed (after truncation,
+    # padding and the loss offsets): what the data and loss-coverage checks judge.
+    batches: list[ConsumedBatch] = field(repr=False, default_factory=list)
     dpo: DPOOutcome | None = None
     ranks: RanksOutcome | None = None
 
@@ -62,7 +67,7 @@ def fingerprints(model) -> tuple[dict, dict]:
     return fingerprint.fingerprint(adapter), fingerprint.fingerprint(base)
 
 
-def outcome(model, before, metrics, gradient_keys, optimizer) -> TrainingOutcome:
+def outcome(model, before, metrics, gradient_keys, optimizer, batches=()) -> TrainingOutcome:
     """What a training run leaves for the checks, with `before` = fingerprints() at the start."""
     adapter_after, base_after = fingerprints(model)
     return TrainingOutcome(
@@ -74,6 +79,7 @@ def outcome(model, before, metrics, gradient_keys, optimizer) -> TrainingOutcome
         adapter_before=before[0],
         adapter_after=adapter_after,
         optimizer=optimizer,
+        batches=list(batches),
     )
 
 
@@ -94,6 +100,7 @@ def train_sft(model_part, step_callbacks=()) -> TrainingOutcome:
     gradient_keys: set[str] = set()  # filled when the compiled step is traced
     optimizer = trainer.make_optimizer(model, model_part.lora, model_part.recipe)
     batches = [model_part.probe_batch] * model_part.lora.iters
+    consumed: list[ConsumedBatch] = []
     metrics = trainer.train(
         model,
         optimizer,
@@ -101,5 +108,8 @@ def train_sft(model_part, step_callbacks=()) -> TrainingOutcome:
         model_part.recipe,
         callbacks=step_callbacks,
         gradient_keys=gradient_keys,
+        batch_log=consumed,
     )
-    return outcome(model, before, metrics, gradient_keys, optimizer)
+    examples = model_part.probe_examples  # every step trains on the probe batch
+    consumed = [dataclasses.replace(b, examples=examples) for b in consumed]
+    return outcome(model, before, metrics, gradient_keys, optimizer, consumed)

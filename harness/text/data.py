@@ -8,7 +8,9 @@ in the target voice is used, which any tokenizer can encode offline.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -92,6 +94,11 @@ def tokenized_dataset(rows: list[dict], tokenizer, mask_prompt: bool = False):
     """mlx-lm's dataset for `rows` (it picks text/chat/completions from the first row)."""
     from mlx_lm.tuner.datasets import CacheDataset, create_dataset
 
+    if mask_prompt and rows and not _has_prompt(rows[0]):
+        raise InputError(
+            "--mask-prompt needs prompt/completion or messages rows (text rows have no prompt); "
+            "pass --data with such rows or drop --mask-prompt"
+        )
     try:
         dataset = create_dataset(rows, tokenizer, SimpleNamespace(mask_prompt=mask_prompt))
     except ValueError as exc:
@@ -101,14 +108,30 @@ def tokenized_dataset(rows: list[dict], tokenizer, mask_prompt: bool = False):
     return CacheDataset(dataset)
 
 
+def _has_prompt(row: dict) -> bool:
+    """mlx-lm masks a prompt only in prompt/completion and chat rows."""
+    return {"prompt", "completion"} <= row.keys() or "messages" in row
+
+
 def first_batch(dataset, batch_size: int, max_seq_length: int, seed: int):
     """One (tokens, lengths) batch, made by mlx-lm's own batcher."""
+    return first_batch_and_examples(dataset, batch_size, max_seq_length, seed)[0]
+
+
+def first_batch_and_examples(dataset, batch_size: int, max_seq_length: int, seed: int):
+    """((tokens, lengths), the dataset index of each row): the batch and where it came from."""
     from mlx_lm.tuner.trainer import iterate_batches
+
+    from lora_harness.text.batches import fetch_log
 
     if len(dataset) < batch_size:
         raise InputError(
             f"the data has {len(dataset)} examples but --batch-size is {batch_size}; "
             "lower --batch-size or add examples"
         )
-    batches = iterate_batches(dataset, batch_size, max_seq_length, loop=False, seed=seed)
-    return next(iter(batches))
+    log = fetch_log(dataset)
+    # mlx-lm prints its truncation warning on stdout, which `--json -` keeps for the report.
+    with contextlib.redirect_stdout(sys.stderr):
+        batches = iterate_batches(log, batch_size, max_seq_length, loop=False, seed=seed)
+        batch = next(iter(batches))
+    return batch, log.last(batch[0].shape[0])
