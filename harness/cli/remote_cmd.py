@@ -194,7 +194,7 @@ def _infrastructure(action):
             return action(args)
         except HostFailure as failure:
             print(f"lora-harness: {failure.status}: {failure}", file=sys.stderr)
-            return 4
+            return getattr(failure, "exit_code", 4)
 
     return wrapped
 
@@ -244,7 +244,7 @@ def handle_fetch(args) -> int:
     for host in hosts:
         target, state, got = detached.fetch(host, options, args.run_id)
         note = f" ({got['skipped_count']} item(s) skipped)" if got["skipped_count"] else ""
-        print(f"[{host.name}] fetched into {target}; training {state.describe()}{note}")
+        print(f"[{host.name}] fetched into {target}; {state.describe()}{note}")
         for skipped in got["skipped"]:
             print(f"[{host.name}]   skipped {skipped}", file=sys.stderr)
         if got["incomplete"]:

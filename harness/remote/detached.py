@@ -46,11 +46,12 @@ class RunState:
 
     def describe(self) -> str:
         if self.running:
-            return "still running"
+            return "training still running"
         if self.ok:
-            return "finished"
-        how = f"exited {self.exit_status}" if self.exit_status is not None else "is not running"
-        return f"training {how} without an adapter"
+            return "training finished"
+        if self.exit_status is None:
+            return "training is not running and left no adapter"
+        return f"training exited {self.exit_status} without an adapter"
 
     def report(self, host: Host, out=sys.stderr) -> None:
         """Say a dead run is dead, with the lines that tell why."""
@@ -98,7 +99,9 @@ def start(
         state = _wait_alive(client, sftp, run_dir, grace_s)
         if not state.ok:
             state.report(host)
-            raise HostFailure("error", f"{state.describe()} right after it started")
+            failure = HostFailure("error", f"{state.describe()} right after it started")
+            failure.exit_code = state.code()  # the remote's own code (2: bad arguments)
+            raise failure
         return run_dir
     finally:
         client.close()
