@@ -111,6 +111,14 @@ def remote(cli, fleet, known, *extra, run_args=STRUCTURE, timeout=600):
     )
 
 
+def ensure_host_venv(cli, hosts, keys, work_dir, tmp_path) -> None:
+    """The shared host venv, built by whichever remote test came first (else built here)."""
+    if not list(work_dir.glob("venvs/*/.harness-*")):
+        (tmp_path / "warm").mkdir(exist_ok=True)
+        fleet, known = write_fleet(tmp_path / "warm", hosts(1), keys, work_dir)
+        assert remote(cli, fleet, known).returncode == 0
+
+
 def statuses(result) -> dict:
     return {h["name"]: h["status"] for h in result.json()["hosts"]}
 
@@ -136,9 +144,9 @@ def test_host_venv_cannot_see_this_checkout(cli, hosts, keys, work_dir, tmp_path
     from lora_harness.remote.connection import connect
     from lora_harness.remote.inventory import Host
 
+    ensure_host_venv(cli, hosts, keys, work_dir, tmp_path)
     (host,) = hosts(1)
     fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
-    assert remote(cli, fleet, known).returncode == 0
     target = Host(
         "h", "127.0.0.1", user="root", port=host.port, identity_files=[str(keys / "user_key")]
     )
@@ -177,7 +185,7 @@ def test_four_hosts_at_once(cli, hosts, keys, work_dir, tmp_path):
 def test_two_entries_for_one_machine_build_its_venv_once(cli, hosts, keys, work_dir, tmp_path):
     # Same machine, same work dir, harness not yet installed: without the remote lock both
     # install at once. (Dropping the install markers keeps the venv and its dependencies.)
-    remote(cli, *write_fleet(tmp_path, hosts(1), keys, work_dir))
+    ensure_host_venv(cli, hosts, keys, work_dir, tmp_path)
     for marker in work_dir.glob("venvs/*/.harness-*"):
         marker.unlink()
     fleet, known = write_fleet(tmp_path, hosts(2), keys, work_dir)
@@ -282,9 +290,19 @@ def test_sshd_killed_mid_run_fails_that_host_only(cli, hosts, keys, work_dir, tm
 
     victim, survivor = hosts(2)
     fleet, known = write_fleet(tmp_path, [victim, survivor], keys, work_dir)
-    remote(cli, fleet, known)  # warm: venv ready, so the kill lands in the run phase
+    earlier = set(work_dir.glob("runs/*/studio-0/pid"))
+
+    def kill_once_running():  # the kill lands in the run phase, however slow the machine
+        end = time.monotonic() + 600
+        while not set(work_dir.glob("runs/*/studio-0/pid")) - earlier:
+            if time.monotonic() > end:
+                return
+            time.sleep(0.1)
+        time.sleep(1)
+        victim.kill_all()
+
     steady = ["--", "--model", "fixture:tiny", "--iters", "300", "--check", "frozen_base_unchanged"]
-    killer = threading.Timer(6.0, victim.kill_all)
+    killer = threading.Thread(target=kill_once_running, daemon=True)
     killer.start()
     result = remote(cli, fleet, known, run_args=steady)
     killer.join()

@@ -29,6 +29,7 @@ from tests.test_remote import (  # noqa: F401  (fixtures)
     REMOTE,
     STRUCTURE,
     connection_args,
+    ensure_host_venv,
     hosts,
     keys,
     remote,
@@ -383,8 +384,8 @@ def held_deploy_lock(cli, hosts, keys, work_dir, tmp_path):
     """The shared venv, its harness marker dropped and its lock held by someone else."""
     import fcntl
 
+    ensure_host_venv(cli, hosts, keys, work_dir, tmp_path)
     fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
-    assert remote(cli, fleet, known).returncode == 0  # the venv exists
     for marker in work_dir.glob("venvs/*/.harness-*"):
         marker.unlink()
     held = [open(f"{venv}.lock", "w") for venv in work_dir.glob("venvs/*") if venv.is_dir()]
