@@ -418,10 +418,20 @@ def test_names_with_shell_metacharacters_are_not_injected(one_connection, name):
 def test_detached_training_monitor_and_fetch(cli, hosts, keys, work_dir, tmp_path):
     (host,) = hosts(1)
     fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
+    secret = "detached-secret-4711"
     common = connection_args(fleet, known, out="home")
-    started = cli("remote", "train", *common, "--", "--iters", "40", "--save-every", "20")
+    started = cli(
+        "remote", "train", *common, "--remote-env", f"LH_TOKEN={secret}",
+        "--", "--iters", "40", "--save-every", "20",
+    )  # fmt: skip
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.strip()
+    # The token reaches the host's process through a 0600 file, never its argv (`ps`).
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            assert secret.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            pass
     followed = cli("remote", "monitor", *common, run_id)
     assert followed.returncode == 0, followed.stderr
     assert "[studio-0] step 40 loss" in followed.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lora_harness.remote import collect, deploy, shell
 from lora_harness.remote.connection import HostFailure, connect
-from lora_harness.remote.host_run import LAUNCHER, RemoteOptions
+from lora_harness.remote.host_run import ENV_LAUNCHER, RemoteOptions, send_env
 from lora_harness.remote.inventory import Host, expand_home
 from lora_harness.remote.names import check_run_id
 from lora_harness.remote.phase import Phase
@@ -95,7 +95,8 @@ def start(
             client, sftp, build, python, work_dir, options.system_site_packages, {}, phase=phase
         )
         run_dir = f"{work_dir}/runs/{check_run_id(run_id)}"
-        _launch(client, venv_python, run_dir, options, train_args)
+        env_file = send_env(client, sftp, run_dir, dict(options.remote_env))
+        _launch(client, venv_python, run_dir, env_file, train_args)
         state = _wait_alive(client, sftp, run_dir, grace_s)
         if not state.ok:
             state.report(host)
@@ -107,13 +108,12 @@ def start(
         client.close()
 
 
-def _launch(client, venv_python, run_dir, options, train_args) -> None:
+def _launch(client, venv_python, run_dir, env_file, train_args) -> None:
     command = [
         venv_python, "-m", "lora_harness", "train",
         "--adapter-path", f"{run_dir}/adapters", "-q", *train_args,
     ]  # fmt: skip
-    env = [f"{k}={v}" for k, v in options.remote_env.items()]
-    launch = ["env", *env, venv_python, "-c", LAUNCHER, f"{run_dir}/pid", *command]
+    launch = [venv_python, "-c", ENV_LAUNCHER, env_file, f"{run_dir}/pid", *command]
     # The wrapper records the exit status, so monitor and fetch can say how the run ended.
     wrapper = f'"$@"; echo $? > {EXIT_FILE}'
     script = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from lora_harness.remote.names import folder_names, safe_name
 from lora_harness.remote.phase import Phase
 from lora_harness.remote.redact import Redactor
 
-__all__ = ["LAUNCHER", "HostResult", "RemoteOptions", "run_host", "safe_name"]
+__all__ = ["LAUNCHER", "HostResult", "RemoteOptions", "run_host", "safe_name", "send_env"]
 
 # Starts the command as leader of a new process group and records its pid, so a deadline or
 # Ctrl-C can kill the whole group from a second channel (exec_command's timeout does not, #2510).
@@ -25,6 +27,29 @@ LAUNCHER = (
     "open(sys.argv[1],'w').write(str(os.getpgrp()))\n"
     "os.execvp(sys.argv[2],sys.argv[2:])"
 )
+
+# As LAUNCHER, with the environment read from a 0600 file (then deleted) instead of argv:
+# `env KEY=VALUE` would show a token to every user of the host in `ps` for the whole run.
+ENV_LAUNCHER = (
+    "import json,os,sys\n"
+    "try: os.setsid()\n"
+    "except PermissionError: pass\n"
+    "with open(sys.argv[1]) as f: os.environ.update(json.load(f))\n"
+    "os.unlink(sys.argv[1])\n"
+    "open(sys.argv[2],'w').write(str(os.getpgrp()))\n"
+    "os.execvp(sys.argv[3],sys.argv[3:])"
+)
+
+
+def send_env(client, sftp, run_dir: str, env: dict) -> str:
+    """Write `env` into run_dir as a file only its owner can read; returns its path."""
+    if shell.run(client, shell.quote(["mkdir", "-p", run_dir]), timeout=60).exit_status != 0:
+        raise HostFailure("error", f"could not create {run_dir} on the host")
+    path = f"{run_dir}/.env-{secrets.token_hex(4)}.json"
+    with sftp.open(path, "w") as stream:
+        stream.chmod(0o600)  # before a byte is written
+        stream.write(json.dumps(env))
+    return path
 
 
 @dataclass
@@ -110,7 +135,10 @@ def _run_phases(client, host, build, options, run_id, cancel, result) -> None:
         # One folder per host: two inventory entries may share a machine and its work dir.
         run_dir = f"{work_dir}/runs/{run_id}/{options.folder(host)}"
         tic = time.monotonic()
-        completed = _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive)
+        env_file = send_env(client, sftp, run_dir, _run_env(host, run_dir, options))
+        completed = _run_remote(
+            client, host, venv_python, run_dir, options, cancel, keepalive, env_file
+        )
         result.phase_durations["run"] = round(time.monotonic() - tic, 3)
         tic = time.monotonic()
         # After Ctrl-C, bring home what there is, but do not keep the user waiting long.
@@ -118,14 +146,22 @@ def _run_phases(client, host, build, options, run_id, cancel, result) -> None:
         limits = collect.Limits.within(
             min(seconds, 30) if cancel.is_set() else seconds, **options.collect_caps
         )
-        report, got = _collect(client, sftp, run_dir, options.out / options.folder(host), limits)
+        local = options.out / options.folder(host)
+        report, got = _collect_run(client, sftp, run_dir, local, limits)
         result.collect = got.describe()
         result.phase_durations["collect"] = round(time.monotonic() - tic, 3)
     result.exit_status = completed.exit_status
     _judge(result, completed, report, keepalive.dead.is_set(), options.redactor)
 
 
-def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
+def _run_env(host, run_dir, options) -> dict:
+    env = dict(options.remote_env)
+    if options.ring:
+        env.update(options.ring.env(host, run_dir))
+    return env
+
+
+def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive, env_file):
     command = [
         venv_python,
         "-m",
@@ -135,14 +171,11 @@ def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
         f"{run_dir}/out",
         *options.run_args,
     ]
-    env = dict(options.remote_env)
     prepare = f"mkdir -p {shell.quote([run_dir])} && cd {shell.quote([run_dir])} && "
     if options.ring:
-        env.update(options.ring.env(host, run_dir))
         command.append("--distributed")
         prepare += f"printf %s {shell.quote([options.ring.hostfile])} > {ring.HOSTFILE} && "
-    env_args = [f"{k}={v}" for k, v in env.items()]
-    launch = ["env", *env_args, venv_python, "-c", LAUNCHER, f"{run_dir}/pid", *command]
+    launch = [venv_python, "-c", ENV_LAUNCHER, env_file, f"{run_dir}/pid", *command]
     script = f"{prepare}exec {shell.quote(launch)}"
     redact = options.redactor.text
     echo = (
@@ -173,7 +206,17 @@ def _kill_group(client, run_dir: str) -> None:
     shell.run(client, script, timeout=15)
 
 
-def _collect(client, sftp, run_dir: str, local_root: Path, limits: collect.Limits):
+def _collect(client, sftp, run_dir: str, local_root: Path, timeout: float) -> Path | None:
+    """The report path only, with the default caps (the signature callers had before)."""
+    return _collect_run(client, sftp, run_dir, local_root, collect.Limits.within(timeout))[0]
+
+
+def _get_tree(sftp, remote: str, local: Path, timeout: float = 600) -> None:
+    """Copy a remote folder home with the hostile-name rules and default caps."""
+    collect.get_tree(sftp, remote, local, collect.Limits.within(timeout))
+
+
+def _collect_run(client, sftp, run_dir: str, local_root: Path, limits: collect.Limits):
     """Pull every run folder under run_dir/out into local_root/<run-id>/; returns the report
     path (or None) and what was copied and skipped."""
     got = collect.Collected()
