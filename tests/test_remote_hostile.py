@@ -86,7 +86,7 @@ def test_fetch_skips_symlinks_fifos_and_deep_trees_in_a_real_run_folder(
     cli, hosts, keys, work_dir, tmp_path
 ):
     fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
-    run_id = "20260101T000000Z-hostile"
+    run_id = f"20260101T000000Z-hostile-{os.getpid()}"
     planted = work_dir / "runs" / run_id
     (planted / "adapters").mkdir(parents=True)
     (planted / "train.log").write_text("loss went nowhere\n")
@@ -94,8 +94,17 @@ def test_fetch_skips_symlinks_fifos_and_deep_trees_in_a_real_run_folder(
     (planted / "zero").symlink_to("/dev/zero")
     (planted / "etc").symlink_to("/etc")
     os.mkfifo(planted / "fifo")
-    os.makedirs(planted / ("d/" * 1100), exist_ok=True)
-    result = cli("remote", "fetch", *connection_args(fleet, known, out="home"), run_id, timeout=300)
+    deep = [planted]
+    for _ in range(1100):  # os.makedirs itself recurses once per level
+        deep.append(deep[-1] / "d")
+        deep[-1].mkdir()
+    try:
+        result = cli(
+            "remote", "fetch", *connection_args(fleet, known, out="home"), run_id, timeout=300
+        )
+    finally:
+        for folder in reversed(deep[1:]):  # shutil.rmtree would recurse too
+            folder.rmdir()
     assert "Traceback" not in result.stderr, result.stderr
     home = tmp_path / "home" / "studio-0" / run_id
     assert (home / "train.log").exists() and (home / "adapters" / "adapter_config.json").exists()
@@ -441,16 +450,16 @@ def test_ctrl_c_during_a_run_reads_interrupted_not_timeout(hosts, keys, work_dir
         "--check",
         "loss_finite_and_decreasing",
     ]
+    earlier = set(work_dir.glob("runs/*/studio-0/pid"))
     process = subprocess.Popen(
         [sys.executable, "-m", "lora_harness", "remote", "run",
          *connection_args(fleet, known), "--json", "-", *slow],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     end = time.monotonic() + 300
-    while not list(work_dir.glob("runs/*/studio-0/pid")) and time.monotonic() < end:
+    while not set(work_dir.glob("runs/*/studio-0/pid")) - earlier and time.monotonic() < end:
         time.sleep(0.2)
-    pidfiles = [p for p in work_dir.glob("runs/*/studio-0/pid")]
-    assert pidfiles, "the run never started"
+    assert set(work_dir.glob("runs/*/studio-0/pid")) - earlier, "the run never started"
     time.sleep(1)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
@@ -531,7 +540,11 @@ def test_detached_training_that_dies_at_once_is_reported_with_its_log(
 ):
     fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
     common = connection_args(fleet, known, out="home")
-    started = cli("remote", "train", *common, "--", "--iters", "not-a-number", timeout=600)
+    # A generous grace: it returns as soon as the process died, however slow the machine.
+    started = cli(
+        "remote", "train", *common, "--start-grace", "300", "--", "--iters", "not-a-number",
+        timeout=600,
+    )  # fmt: skip
     assert started.returncode == 2, started.stderr
     assert "training exited 2" in started.stderr and "--iters" in started.stderr
     assert "training started" not in started.stderr

@@ -22,7 +22,7 @@ from lora_harness.remote.names import check_run_id
 from lora_harness.remote.phase import Phase
 from lora_harness.runs.long_train import METRICS_FILE
 
-START_GRACE_S = 5.0
+START_GRACE_S = 15.0
 EXIT_FILE = "exit_status"
 LOG_FILE = "train.log"
 HARNESS_CODES = (1, 2, 3, 5)  # the remote harness's own exit codes pass through
@@ -126,13 +126,18 @@ def _launch(client, venv_python, run_dir, env_file, train_args) -> None:
 
 
 def _wait_alive(client, sftp, run_dir: str, grace_s: float) -> RunState:
-    """Running after the grace period (or earlier, once it logged a step), or how it died."""
+    """How the run stands once it died, wrote its first step, or outlived the grace period:
+    a process that is merely alive may still be importing and about to fail."""
     end = time.monotonic() + grace_s
     while True:
         state = state_of(client, sftp, run_dir)
         if not state.running or time.monotonic() >= end:
             return state
-        time.sleep(0.5)
+        try:
+            sftp.stat(f"{run_dir}/adapters/{METRICS_FILE}")
+            return state  # training steps are being written
+        except OSError:
+            time.sleep(0.5)
 
 
 def state_of(client, sftp, run_dir: str) -> RunState:

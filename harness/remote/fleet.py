@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -33,21 +35,39 @@ def run_fleet(
     cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         futures = [pool.submit(run_host, host, build, options, run_id, cancel) for host in hosts]
-        while True:
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            # Every phase sees this at its next step: remote groups and waiters are killed,
+            # hosts not started end `interrupted`, and the summary is still written.
+            print(
+                "lora-harness: interrupted; stopping the hosts' remote processes "
+                "(Ctrl-C twice more to quit at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            cancel.set()
+            if options.ring:
+                options.ring.abandon()
+            previous = signal.signal(signal.SIGINT, _StopNow())
             try:
                 return [future.result() for future in futures]
-            except KeyboardInterrupt:
-                # Every phase sees this at its next step: remote groups and waiters are
-                # killed, hosts not started end `interrupted`, the summary is still written.
-                if not cancel.is_set():
-                    print(
-                        "lora-harness: interrupted; stopping the hosts' remote processes",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                cancel.set()
-                if options.ring:
-                    options.ring.abandon()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+
+
+class _StopNow:
+    """While the hosts stop: one more Ctrl-C is noted, a third quits at once (the hosts'
+    waiters still end, as their channels close with this process)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, signum, frame):
+        self.count += 1
+        if self.count >= 2:
+            os._exit(130)
+        print("lora-harness: still stopping the hosts", file=sys.stderr, flush=True)
 
 
 def summary(results: list[HostResult]) -> dict:
