@@ -49,11 +49,10 @@ def run_fleet(
             cancel.set()
             if options.ring:
                 options.ring.abandon()
-            previous = signal.signal(signal.SIGINT, _StopNow())
-            try:
-                return [future.result() for future in futures]
-            finally:
-                signal.signal(signal.SIGINT, previous)
+            # Kept to the end of the process: a Ctrl-C while the summary is written must
+            # not lose it.
+            signal.signal(signal.SIGINT, _StopNow())
+            return [future.result() for future in futures]
 
 
 class _StopNow:
