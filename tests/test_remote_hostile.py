@@ -431,7 +431,9 @@ def test_ctrl_c_stops_a_deploy_waiting_for_its_lock(held_deploy_lock, work_dir, 
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)  # a second Ctrl-C is no traceback either
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 4, err
+    # 4 as for any host not run; killed by the second SIGINT only if that one landed while
+    # the interpreter was already exiting (summary written, handlers reset).
+    assert process.returncode in (4, -signal.SIGINT), err
     (host,) = json.loads(out)["hosts"]
     assert host["status"] == "interrupted" and "Ctrl-C" in host["message"]
     assert "Traceback" not in err
