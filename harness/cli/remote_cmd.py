@@ -26,7 +26,7 @@ Everything after -- is passed to `lora-harness run` on each host. Host keys are 
 against ~/.ssh/known_hosts (and --known-hosts); unknown hosts are refused unless
 --trust-new-hosts (recorded in the summary). Exit: 0 all passed, 1 a host failed its
 checks, 4 hosts could not be reached or run (unreachable, auth_failed, hostkey_rejected,
-timeout, error).
+timeout, interrupted, error).
 """
 
 
@@ -46,8 +46,8 @@ def register(commands) -> None:
         type=float,
         default=detached.START_GRACE_S,
         metavar="S",
-        help="seconds the training must stay alive to count as started "
-        f"(default {detached.START_GRACE_S:g})",
+        help="wait up to S seconds for the training to write its first step; a process "
+        f"that dies meanwhile fails the start with its log (default {detached.START_GRACE_S:g})",
     )
     train.set_defaults(handler=handle_train, retry_failed=None)
     for name, handler, what in (
