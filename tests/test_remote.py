@@ -298,10 +298,9 @@ def test_sshd_killed_mid_run_fails_that_host_only(cli, hosts, keys, work_dir, tm
             if time.monotonic() > end:
                 return
             time.sleep(0.1)
-        time.sleep(1)
         victim.kill_all()
 
-    steady = ["--", "--model", "fixture:tiny", "--iters", "100", "--check", "frozen_base_unchanged"]
+    steady = ["--", "--model", "fixture:tiny", "--iters", "30", "--check", "frozen_base_unchanged"]
     killer = threading.Thread(target=kill_once_running, daemon=True)
     killer.start()
     result = remote(cli, fleet, known, run_args=steady)
