@@ -7,11 +7,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = """\
 Port {port}
@@ -121,3 +123,39 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             stack.append(child)
     return found
+
+
+def base_python() -> str:
+    """The interpreter this venv was made from: a host venv made from it (no system site
+    packages) cannot see this checkout, its editable install, nor this venv's packages."""
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+
+def runtime_wheelhouse(folder: Path) -> Path:
+    """The harness's runtime dependencies as wheels, pinned by constraints.txt, downloaded
+    once per test session (pip's cache makes a repeat fast); hosts install them offline."""
+    done_marker = folder / ".complete"
+    if done_marker.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+         "-d", str(folder), "-c", str(ROOT / "constraints.txt"), *project["dependencies"]],
+        check=True, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    done_marker.write_text("")
+    return folder
+
+
+def shared_remote_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    """(work dir, wheelhouse) shared by every remote test of the session: the host venv is
+    built once, as on a real host whose ~/.lora-harness is reused."""
+    # A developer may keep them between sessions: LORA_HARNESS_TEST_REMOTE_DIR=/some/dir.
+    kept = os.environ.get("LORA_HARNESS_TEST_REMOTE_DIR")
+    base = Path(kept) if kept else tmp_path_factory.getbasetemp()
+    return base / "remote-work", runtime_wheelhouse(base / "remote-wheelhouse")

@@ -1,7 +1,10 @@
 """The remote runner against real OpenSSH sshd processes on loopback (no mocks).
 
-Each sshd plays one host; the "remote" side is this machine's Python, and the host's venv
-reuses the local site-packages (--system-site-packages) so no package is downloaded.
+Each sshd plays one host. The host's venv is a plain venv of the base interpreter (no
+system site packages, sshd's clean environment), so it cannot see this checkout: the harness
+reaches it only as the wheel the runner ships, its dependencies from a wheelhouse that the
+session downloads once and every test reuses with the shared work dir (as a real host
+reuses its ~/.lora-harness).
 """
 
 from __future__ import annotations
@@ -36,10 +39,14 @@ def keys(tmp_path_factory):
     return folder
 
 
+REMOTE = {}
+
+
 @pytest.fixture(scope="module")
 def work_dir(tmp_path_factory):
     """Shared by the tests, as a real host's ~/.lora-harness: venvs are reused by hash."""
-    return tmp_path_factory.mktemp("remote-work")
+    work, REMOTE["wheelhouse"] = sshd.shared_remote_dirs(tmp_path_factory)
+    return work
 
 
 @pytest.fixture
@@ -66,7 +73,7 @@ def write_fleet(tmp_path, hosts, keys, work_dir, names=None, key="user_key") -> 
         name = (names or [f"studio-{i}" for i in range(len(hosts))])[index]
         entries.append(
             f'[[hosts]]\nname = {json.dumps(name)}\nhostname = "127.0.0.1"\nport = {host.port}\n'
-            f'user = "root"\nidentity_file = "{keys / key}"\npython = "{sys.executable}"\n'
+            f'user = "root"\nidentity_file = "{keys / key}"\npython = "{sshd.base_python()}"\n'
             f'work_dir = "{work_dir}"\n'
         )
     fleet = tmp_path / "fleet.toml"
@@ -82,7 +89,8 @@ def connection_args(fleet, known, out="out") -> list[str]:
         str(fleet),
         "--known-hosts",
         str(known),
-        "--system-site-packages",
+        "--wheelhouse",
+        str(REMOTE["wheelhouse"]),
         "--remote-env",
         f"LORA_HARNESS_CACHE={cache}",
         "--out",
@@ -101,6 +109,14 @@ def remote(cli, fleet, known, *extra, run_args=STRUCTURE, timeout=600):
         *run_args,
         timeout=timeout,
     )
+
+
+def ensure_host_venv(cli, hosts, keys, work_dir, tmp_path) -> None:
+    """The shared host venv, built by whichever remote test came first (else built here)."""
+    if not list(work_dir.glob("venvs/*/.harness-*")):
+        (tmp_path / "warm").mkdir(exist_ok=True)
+        fleet, known = write_fleet(tmp_path / "warm", hosts(1), keys, work_dir)
+        assert remote(cli, fleet, known).returncode == 0
 
 
 def statuses(result) -> dict:
@@ -123,6 +139,32 @@ def test_one_host_end_to_end_report_collected_and_valid(cli, hosts, keys, work_d
     assert (run_folder / "fleet.html").exists() and (run_folder / "junit.xml").exists()
 
 
+def test_host_venv_cannot_see_this_checkout(cli, hosts, keys, work_dir, tmp_path):
+    from lora_harness.remote import shell
+    from lora_harness.remote.connection import connect
+    from lora_harness.remote.inventory import Host
+
+    ensure_host_venv(cli, hosts, keys, work_dir, tmp_path)
+    (host,) = hosts(1)
+    fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
+    target = Host(
+        "h", "127.0.0.1", user="root", port=host.port, identity_files=[str(keys / "user_key")]
+    )
+    client, _ = connect(target, [str(known)], False, 10)
+    code = "import lora_harness,sys; print(lora_harness.__file__); print(sys.prefix)"
+    seen = []
+    for venv in sorted(work_dir.glob("venvs/*/bin/python")):
+        done = shell.run(client, shell.quote([str(venv), "-c", code]), timeout=60)
+        seen.append((venv, done.stdout_tail.split()))
+    client.close()
+    checkout = str(Path(__file__).resolve().parents[1])
+    venvs = [(venv, out) for venv, out in seen if out and out[1] == str(venv.parents[1])]
+    assert venvs, seen
+    for venv, (module, _) in venvs:
+        assert module.startswith(str(venv.parents[1])), module
+        assert not module.startswith(checkout) and "/work/" not in module.replace(str(work_dir), "")
+
+
 def test_second_deploy_uploads_nothing(cli, hosts, keys, work_dir, tmp_path):
     fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
     first = remote(cli, fleet, known)
@@ -140,9 +182,13 @@ def test_four_hosts_at_once(cli, hosts, keys, work_dir, tmp_path):
     assert len(statuses(result)) == 4
 
 
-def test_two_entries_for_one_machine_build_its_venv_once(cli, hosts, keys, tmp_path):
-    # Same machine, same fresh work dir: without the remote lock both create one venv at once.
-    fleet, known = write_fleet(tmp_path, hosts(2), keys, tmp_path / "fresh-work")
+def test_two_entries_for_one_machine_build_its_venv_once(cli, hosts, keys, work_dir, tmp_path):
+    # Same machine, same work dir, harness not yet installed: without the remote lock both
+    # install at once. (Dropping the install markers keeps the venv and its dependencies.)
+    ensure_host_venv(cli, hosts, keys, work_dir, tmp_path)
+    for marker in work_dir.glob("venvs/*/.harness-*"):
+        marker.unlink()
+    fleet, known = write_fleet(tmp_path, hosts(2), keys, work_dir)
     result = remote(cli, fleet, known, "--parallel", "2")
     assert result.returncode == 0, [h["message"] for h in result.json()["hosts"]]
     installs = [h["deploy"].get("installed", False) for h in result.json()["hosts"]]
@@ -167,8 +213,8 @@ def test_ssh_config_aliases_and_proxy_command_are_honoured(cli, hosts, keys, wor
     result = cli(
         "remote", "run", "--host", "studio-alias", "--host", "behind-jump",
         "--ssh-config", str(config), "--known-hosts", str(known),
-        "--remote-python", sys.executable, "--work-dir", str(work_dir),
-        "--system-site-packages", "--remote-env",
+        "--remote-python", sshd.base_python(), "--work-dir", str(work_dir),
+        "--wheelhouse", str(REMOTE["wheelhouse"]), "--remote-env",
         f"LORA_HARNESS_CACHE={os.environ['LORA_HARNESS_CACHE']}",
         "--out", "out", "--json", "-", *STRUCTURE,
         timeout=600,
@@ -244,9 +290,18 @@ def test_sshd_killed_mid_run_fails_that_host_only(cli, hosts, keys, work_dir, tm
 
     victim, survivor = hosts(2)
     fleet, known = write_fleet(tmp_path, [victim, survivor], keys, work_dir)
-    remote(cli, fleet, known)  # warm: venv ready, so the kill lands in the run phase
-    steady = ["--", "--model", "fixture:tiny", "--iters", "300", "--check", "frozen_base_unchanged"]
-    killer = threading.Timer(6.0, victim.kill_all)
+    earlier = set(work_dir.glob("runs/*/studio-0/pid"))
+
+    def kill_once_running():  # the kill lands in the run phase, however slow the machine
+        end = time.monotonic() + 600
+        while not set(work_dir.glob("runs/*/studio-0/pid")) - earlier:
+            if time.monotonic() > end:
+                return
+            time.sleep(0.1)
+        victim.kill_all()
+
+    steady = ["--", "--model", "fixture:tiny", "--iters", "30", "--check", "frozen_base_unchanged"]
+    killer = threading.Thread(target=kill_once_running, daemon=True)
     killer.start()
     result = remote(cli, fleet, known, run_args=steady)
     killer.join()
@@ -362,10 +417,20 @@ def test_names_with_shell_metacharacters_are_not_injected(one_connection, name):
 def test_detached_training_monitor_and_fetch(cli, hosts, keys, work_dir, tmp_path):
     (host,) = hosts(1)
     fleet, known = write_fleet(tmp_path, [host], keys, work_dir)
+    secret = "detached-secret-4711"
     common = connection_args(fleet, known, out="home")
-    started = cli("remote", "train", *common, "--", "--iters", "40", "--save-every", "20")
+    started = cli(
+        "remote", "train", *common, "--remote-env", f"LH_TOKEN={secret}",
+        "--", "--iters", "40", "--save-every", "20",
+    )  # fmt: skip
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.strip()
+    # The token reaches the host's process through a 0600 file, never its argv (`ps`).
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            assert secret.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            pass
     followed = cli("remote", "monitor", *common, run_id)
     assert followed.returncode == 0, followed.stderr
     assert "[studio-0] step 40 loss" in followed.stderr

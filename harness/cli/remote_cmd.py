@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_HOST_FAILED, EXIT_OK, InputError
+from lora_harness.core.errors import EXIT_HOST_FAILED, EXIT_OK, InputError
 from lora_harness.core.files import write_atomic
-from lora_harness.remote import deploy, detached, fleet, inventory, ring
+from lora_harness.remote import collect, deploy, detached, fleet, inventory, names, ring
 from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.host_run import DEFAULT_DEADLINES_S, RemoteOptions
+from lora_harness.remote.redact import Redactor
 from lora_harness.reports import json_report, render
 from lora_harness.runs.run import new_run_id
 
@@ -26,7 +27,7 @@ Everything after -- is passed to `lora-harness run` on each host. Host keys are 
 against ~/.ssh/known_hosts (and --known-hosts); unknown hosts are refused unless
 --trust-new-hosts (recorded in the summary). Exit: 0 all passed, 1 a host failed its
 checks, 4 hosts could not be reached or run (unreachable, auth_failed, hostkey_rejected,
-timeout, error).
+timeout, interrupted, error).
 """
 
 
@@ -40,6 +41,14 @@ def register(commands) -> None:
     _connection_args(train)
     train.add_argument(
         "run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness train"
+    )
+    train.add_argument(
+        "--start-grace",
+        type=float,
+        default=detached.START_GRACE_S,
+        metavar="S",
+        help="wait up to S seconds for the training to write its first step; a process "
+        f"that dies meanwhile fails the start with its log (default {detached.START_GRACE_S:g})",
     )
     train.set_defaults(handler=handle_train, retry_failed=None)
     for name, handler, what in (
@@ -116,7 +125,16 @@ def _connection_args(parser) -> None:
     add(
         "--trust-new-hosts",
         action="store_true",
-        help="accept unknown host keys (logged); changed keys still fail",
+        help="accept unknown host keys of every host (logged, and added to the last "
+        "--known-hosts file, else ~/.ssh/known_hosts); changed and @revoked keys still fail",
+    )
+    add(
+        "--trust-new-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="as --trust-new-hosts, for this inventory host only (repeatable; or "
+        "trust_new = true in its [[hosts]] entry)",
     )
     add("--ssh-config", type=Path, help="ssh config file (default ~/.ssh/config)")
     add(
@@ -142,7 +160,30 @@ def _connection_args(parser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="environment for the remote process",
+        help="environment for the remote process (the value is masked as *** in every "
+        "local summary, report and log)",
+    )
+    add(
+        "--remote-env-from",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pass the local environment variable NAME to the remote process, so a secret "
+        "(HF_TOKEN) never sits on a command line; masked like --remote-env",
+    )
+    add(
+        "--collect-max-bytes",
+        type=_size,
+        default=collect.DEFAULT_MAX_RUN_BYTES,
+        metavar="SIZE",
+        help="stop collecting a host's files after SIZE bytes (K/M/G suffixes; default 16G)",
+    )
+    add(
+        "--collect-max-file-bytes",
+        type=_size,
+        default=collect.DEFAULT_MAX_FILE_BYTES,
+        metavar="SIZE",
+        help="skip a collected file larger than SIZE (default 4G)",
     )
     for phase, default in DEFAULT_DEADLINES_S.items():
         add(
@@ -163,19 +204,33 @@ def _infrastructure(action):
             return action(args)
         except HostFailure as failure:
             print(f"lora-harness: {failure.status}: {failure}", file=sys.stderr)
-            return EXIT_HOST_FAILED
+            return getattr(failure, "exit_code", EXIT_HOST_FAILED)
 
     return wrapped
+
+
+def _size(text: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    text = text.strip().upper().removesuffix("B")
+    try:
+        number = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or 512M, 4G)")
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size must be positive")
+    return int(number)
 
 
 @_infrastructure
 def handle_train(args) -> int:
     hosts, run_id = _hosts(args), new_run_id()
-    options = _options(args, args.out.resolve())
-    build = deploy.build_wheel(args.wheelhouse)
-    for host in hosts:
-        run_dir = detached.start(host, build, options, run_id, options.run_args)
-        print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
+    options = _options(args, args.out.resolve(), hosts)
+    with deploy.build_wheel(args.wheelhouse) as build:
+        for host in hosts:
+            run_dir = detached.start(
+                host, build, options, run_id, options.run_args, grace_s=args.start_grace
+            )
+            print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
     print(run_id)
     print(f"follow it with: lora-harness remote monitor ... {run_id}", file=sys.stderr)
     return EXIT_OK
@@ -183,17 +238,30 @@ def handle_train(args) -> int:
 
 @_infrastructure
 def handle_monitor(args) -> int:
-    options = _options(args, args.out.resolve())
-    finished = [detached.monitor(host, options, args.run_id) for host in _hosts(args)]
-    return EXIT_OK if all(finished) else EXIT_CHECK_FAILED
+    names.check_run_id(args.run_id)
+    hosts = _hosts(args)
+    options = _options(args, args.out.resolve(), hosts)
+    states = [detached.monitor(host, options, args.run_id) for host in hosts]
+    return max(state.code() for state in states)
 
 
 @_infrastructure
 def handle_fetch(args) -> int:
-    options = _options(args, args.out.resolve())
-    for host in _hosts(args):
-        print(f"[{host.name}] fetched into {detached.fetch(host, options, args.run_id)}")
-    return EXIT_OK
+    names.check_run_id(args.run_id)
+    hosts = _hosts(args)
+    options = _options(args, args.out.resolve(), hosts)
+    codes = []
+    for host in hosts:
+        target, state, got = detached.fetch(host, options, args.run_id)
+        note = f" ({got['skipped_count']} item(s) skipped)" if got["skipped_count"] else ""
+        print(f"[{host.name}] fetched into {target}; {state.describe()}{note}")
+        for skipped in got["skipped"]:
+            print(f"[{host.name}]   skipped {skipped}", file=sys.stderr)
+        if got["incomplete"]:
+            print(f"[{host.name}]   collect incomplete: {got['incomplete']}", file=sys.stderr)
+        state.report(host)
+        codes.append(state.code() or (EXIT_HOST_FAILED if got["incomplete"] else EXIT_OK))
+    return max(codes)
 
 
 def _hosts(args) -> list[inventory.Host]:
@@ -206,21 +274,35 @@ def _hosts(args) -> list[inventory.Host]:
         raise InputError(
             "no hosts: pass --host user@host, --hosts fleet.toml or --retry-failed SUMMARY.json"
         )
-    names = [h.name for h in hosts]
-    if len(set(names)) != len(names):
+    labels = [h.name for h in hosts]
+    if len(set(labels)) != len(labels):
         raise InputError("two hosts share a name; give each [[hosts]] entry a unique name")
+    unknown = set(args.trust_new_host) - set(labels)
+    if unknown:
+        raise InputError(f"--trust-new-host {sorted(unknown)[0]!r} names no host of this run")
     for host in hosts:
         host.work_dir = args.work_dir or host.work_dir
+        host.trust_new = host.trust_new or host.name in args.trust_new_host
     return [inventory.apply_ssh_config(h, args.ssh_config) for h in hosts]
 
 
-def _options(args, out: Path) -> RemoteOptions:
+def _remote_env(args) -> dict:
     env = {}
     for item in args.remote_env:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InputError(f"--remote-env {item!r} is not KEY=VALUE")
-        env[key] = value
+            raise InputError("--remote-env takes KEY=VALUE (the value is not shown here)")
+        env[names.check_env_key(key, "--remote-env")] = value
+    for key in args.remote_env_from:
+        names.check_env_key(key, "--remote-env-from")
+        if key not in os.environ:
+            raise InputError(f"--remote-env-from {key}: {key} is not set in this environment")
+        env[key] = os.environ[key]
+    return env
+
+
+def _options(args, out: Path, hosts=()) -> RemoteOptions:
+    env = _remote_env(args)
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     return RemoteOptions(
         run_args=run_args,
@@ -234,6 +316,13 @@ def _options(args, out: Path) -> RemoteOptions:
             p: getattr(args, f"{p}_timeout") for p in ("connect", "deploy", "run", "collect")
         },
         echo=args.json != "-",
+        collect_caps={
+            "max_run_bytes": args.collect_max_bytes,
+            "max_file_bytes": args.collect_max_file_bytes,
+        },
+        redactor=Redactor(env),
+        remember_keys=(args.known_hosts or [os.path.expanduser("~/.ssh/known_hosts")])[-1],
+        folders=names.folder_names([h.name for h in hosts]),
     )
 
 
@@ -241,26 +330,26 @@ def handle_run(args) -> int:
     hosts = _hosts(args)
     run_id = new_run_id()
     out = (args.out / run_id).resolve()
-    options = _options(args, out)
+    options = _options(args, out, hosts)
     parallel = args.parallel
     if args.distributed:
         options.ring, parallel = ring.plan(hosts, args.starting_port), len(hosts)
-    build = deploy.build_wheel(args.wheelhouse)
-    build.packages = [deploy.build_local_package(p) for p in args.with_local_package]
     started = fleet.now()
-    results = fleet.run_fleet(hosts, build, options, parallel, run_id)
+    with deploy.build_wheel(args.wheelhouse) as build:
+        build.packages = [deploy.build_local_package(p) for p in args.with_local_package]
+        results = fleet.run_fleet(hosts, build, options, parallel, run_id)
     if options.ring:
         ring.judge_ranks(results, options.ring)
     run = {
         "id": run_id,
         "started_at": started,
         "finished_at": fleet.now(),
-        "command": list(sys.argv),
+        "command": options.redactor.argv(list(sys.argv)),
     }
+    _render_fleet(results, out)  # first: a host whose report cannot render ends `error`
     summary_doc = fleet.document(results, run)
     text = json_report.dumps(summary_doc)
     path = write_atomic(out / "fleet.json", text)
-    _render_fleet(results, out)
     if args.json == "-":
         sys.stdout.write(text)
     else:
@@ -273,14 +362,27 @@ def handle_run(args) -> int:
 
 
 def _render_fleet(results, out: Path) -> None:
-    """fleet.html and junit.xml from the collected JSON reports (the controller renders)."""
-    reports = [json_report.load(Path(r.report)) for r in results if r.report]
+    """fleet.html and junit.xml from the collected JSON reports (the controller renders).
+
+    A report that cannot be read or rendered is its host's `error`; the fleet still renders.
+    """
+    reports = {}
+    for r in results:
+        if r.report and r.status in ("passed", "failed"):
+            try:
+                document = json_report.load(Path(r.report))
+                render.html.render([document], [None], None)
+                render.junit.render([document])
+                reports[r.name] = document
+            except Exception as error:
+                r.status = "error"
+                r.message = f"its report cannot be rendered: {error.__class__.__name__}: {error}"
     infrastructure = [
         {"name": r.name, "status": r.status}
         for r in results
-        if not r.report and r.status not in ("passed", "failed")  # ranks > 0 share rank 0's
+        if r.name not in reports and r.status not in ("passed", "failed")
     ]
     if reports or infrastructure:
-        render.write_html(out / "fleet.html", reports, infrastructure=infrastructure)
+        render.write_html(out / "fleet.html", list(reports.values()), infrastructure=infrastructure)
     if reports:
-        render.write_junit(out / "junit.xml", reports)
+        render.write_junit(out / "junit.xml", list(reports.values()))

@@ -7,12 +7,20 @@ user opted in with --trust-new-hosts (recorded in the report); a changed key alw
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
+import shlex
+import sys
 import threading
 
 import paramiko
 
 from lora_harness.remote.inventory import Host
+
+# paramiko logs a traceback for every failed handshake (a port that speaks no SSH); the
+# failure is reported once, as that host's status, so its log stays out of the terminal.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class HostFailure(Exception):
@@ -23,40 +31,121 @@ class HostFailure(Exception):
         self.status = status
 
 
-class _TrustNew(paramiko.MissingHostKeyPolicy):
-    """Accept an unknown key (never a changed one) and remember what was trusted."""
+class _Policy(paramiko.MissingHostKeyPolicy):
+    """Refuse revoked keys; accept an unknown one only where trusted, and remember it."""
 
-    def __init__(self):
+    def __init__(self, known: KnownHosts, trust_new: bool, remember: str | None):
+        self.known, self.trust_new, self.remember = known, trust_new, remember
         self.trusted: list[str] = []
 
     def missing_host_key(self, client, hostname, key):
+        if self.known.is_revoked(key):
+            raise paramiko.SSHException(f"REVOKED host key for {hostname}")
+        if not self.trust_new:
+            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
         client.get_host_keys().add(hostname, key.get_name(), key)
         self.trusted.append(f"{hostname} {key.get_name()} SHA256:{_sha256(key)}")
+        if self.remember:
+            _remember(self.remember, hostname, key)
+
+
+_REMEMBER_LOCK = threading.Lock()
+
+
+def _remember(path: str, hostname: str, key) -> None:
+    """Append a newly trusted key, as `ssh -o StrictHostKeyChecking=accept-new` does."""
+    line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+    with _REMEMBER_LOCK:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a") as stream:
+            stream.write(line)
+
+
+class KnownHosts:
+    """known_hosts files read line by line, so one line paramiko cannot parse (a marker, a
+    typo) never costs every host its connection. `@revoked` keys are refused for any host;
+    `@cert-authority` lines are skipped with a warning (paramiko cannot check host
+    certificates)."""
+
+    def __init__(self, paths: list[str]):
+        self.entries: list = []
+        self.revoked: set[bytes] = set()
+        self.warnings: list[str] = []
+        for path in paths:
+            if os.path.isfile(path):
+                self._load(path)
+        self.entries = [e for e in self.entries if e.key.asbytes() not in self.revoked]
+
+    def _load(self, path: str) -> None:
+        with open(path, errors="replace") as stream:
+            for number, raw in enumerate(stream, 1):
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                where = f"{path}:{number}"
+                if line.startswith("@revoked"):
+                    self._revoke(line.split(None, 1)[-1], where)
+                elif line.startswith("@cert-authority"):
+                    self.warnings.append(
+                        f"{where}: @cert-authority line skipped (host certificates are not "
+                        "supported); add the host's own key to known_hosts"
+                    )
+                elif line.startswith("@"):
+                    self.warnings.append(f"{where}: unknown marker skipped")
+                else:
+                    self._add(line, where)
+
+    def _add(self, line: str, where: str) -> None:
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except Exception as exc:  # InvalidHostKey, a bad key blob: skip the line, say so
+            entry, reason = None, exc
+        else:
+            reason = "unsupported key type"
+        if entry is None:
+            self.warnings.append(f"{where}: line skipped ({reason})")
+            return
+        self.entries.append(entry)
+
+    def _revoke(self, rest: str, where: str) -> None:
+        fields = rest.split()
+        try:
+            self.revoked.add(base64.b64decode(fields[2]))
+        except (IndexError, ValueError):
+            self.warnings.append(f"{where}: @revoked line skipped (not 'hosts type key')")
+
+    def is_revoked(self, key) -> bool:
+        return key.asbytes() in self.revoked
 
 
 def _sha256(key) -> str:
-    import base64
     import hashlib
 
     return base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
-def connect(host: Host, known_hosts: list[str], trust_new: bool, timeout: float):
+def connect(
+    host: Host,
+    known_hosts: list[str],
+    trust_new: bool,
+    timeout: float,
+    remember: str | None = None,
+    warn=None,
+):
     """An authenticated SSHClient, and the host keys newly trusted on the way (if any)."""
+    known = KnownHosts(["/etc/ssh/ssh_known_hosts", *known_hosts])
+    for warning in known.warnings:
+        (warn or _warn)(warning)
     client = paramiko.SSHClient()
-    client.load_system_host_keys()
-    for path in known_hosts:
-        if os.path.exists(path):
-            client.load_host_keys(path)
-    policy = _TrustNew() if trust_new else paramiko.RejectPolicy()
+    for entry in known.entries:
+        for name in entry.hostnames:
+            client.get_host_keys().add(name, entry.key.get_name(), entry.key)
+    policy = _Policy(known, trust_new or host.trust_new, remember)
     client.set_missing_host_key_policy(policy)
-    sock = (
-        paramiko.ProxyCommand(
-            host.proxy_command.replace("%h", host.hostname).replace("%p", str(host.port))
-        )
-        if host.proxy_command
-        else None
-    )
+    sock = None
+    if host.proxy_command:
+        target = host.proxy_command.replace("%h", shlex.quote(host.hostname))
+        sock = paramiko.ProxyCommand(target.replace("%p", str(int(host.port))))
     try:
         client.connect(
             host.hostname,
@@ -71,8 +160,18 @@ def connect(host: Host, known_hosts: list[str], trust_new: bool, timeout: float)
             look_for_keys=not host.identity_files,
         )
     except (paramiko.SSHException, TimeoutError, OSError, EOFError) as exc:
+        client.close()
         raise _failure(host, exc)
-    return client, (policy.trusted if trust_new else [])
+    return client, policy.trusted
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    if message not in _WARNED:  # once per controller run, not once per host
+        _WARNED.add(message)
+        print(f"lora-harness: warning: known_hosts {message}", file=sys.stderr, flush=True)
 
 
 def _failure(host: Host, exc: Exception) -> HostFailure:
@@ -90,6 +189,17 @@ def _failure(host: Host, exc: Exception) -> HostFailure:
             "(identity_file, ssh-agent) and the host's authorized_keys",
         )
     if isinstance(exc, paramiko.SSHException):
+        if "REVOKED" in str(exc):
+            return HostFailure(
+                "hostkey_rejected",
+                f"host key for {host.hostname}:{host.port} is marked @revoked in known_hosts; "
+                "the host must get a new key before it is used",
+            )
+        if "protocol banner" in str(exc):
+            return HostFailure(
+                "unreachable",
+                f"{host.hostname}:{host.port} does not speak SSH (no SSH banner); check the port",
+            )
         if "not found in known_hosts" in str(exc):
             target = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
             return HostFailure(

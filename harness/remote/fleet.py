@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -21,6 +24,7 @@ STATUSES = (
     "auth_failed",
     "hostkey_rejected",
     "timeout",
+    "interrupted",
 )
 FLEET_SCHEMA_VERSION = "1.0"
 
@@ -34,8 +38,35 @@ def run_fleet(
         try:
             return [future.result() for future in futures]
         except KeyboardInterrupt:
-            cancel.set()  # every host kills its remote group, then collects what it has
+            # Every phase sees this at its next step: remote groups and waiters are killed,
+            # hosts not started end `interrupted`, and the summary is still written.
+            print(
+                "lora-harness: interrupted; stopping the hosts' remote processes "
+                "(Ctrl-C twice more to quit at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            cancel.set()
+            if options.ring:
+                options.ring.abandon()
+            # Kept to the end of the process: a Ctrl-C while the summary is written must
+            # not lose it.
+            signal.signal(signal.SIGINT, _StopNow())
             return [future.result() for future in futures]
+
+
+class _StopNow:
+    """While the hosts stop: one more Ctrl-C is noted, a third quits at once (the hosts'
+    waiters still end, as their channels close with this process)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, signum, frame):
+        self.count += 1
+        if self.count >= 2:
+            os._exit(130)
+        print("lora-harness: still stopping the hosts", file=sys.stderr, flush=True)
 
 
 def summary(results: list[HostResult]) -> dict:
@@ -65,16 +96,21 @@ def hosts_to_retry(path: Path, whole_ring: bool = False) -> list[Host]:
     failed (a rank cannot run without its peers)."""
     try:
         earlier = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         raise InputError(f"--retry-failed {path} is not a readable fleet summary JSON")
-    if earlier.get("kind") != "fleet":
+    if not isinstance(earlier, dict) or earlier.get("kind") != "fleet":
         raise InputError(f"--retry-failed {path} is not a fleet summary (kind != fleet)")
-    failed = [h for h in earlier["hosts"] if h["status"] != "passed"]
-    chosen = earlier["hosts"] if whole_ring and failed else failed
-    return [
-        Host(**{k: v for k, v in h["host"].items() if k in Host.__dataclass_fields__})
-        for h in chosen
-    ]
+    try:
+        failed = [h for h in earlier["hosts"] if h["status"] != "passed"]
+        chosen = earlier["hosts"] if whole_ring and failed else failed
+        hosts = [
+            Host(**{k: v for k, v in h["host"].items() if k in Host.__dataclass_fields__})
+            for h in chosen
+        ]
+    except (KeyError, TypeError, AttributeError) as error:
+        raise InputError(f"--retry-failed {path}: a host entry is malformed ({error})")
+    # The summary is data from disk: its names become folders, its hostnames argv.
+    return [host.check(f"--retry-failed {path}") for host in hosts]
 
 
 def now() -> str:

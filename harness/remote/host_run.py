@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import stat
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_harness.remote import deploy, ring, shell
+from lora_harness.remote import collect, deploy, ring, shell
 from lora_harness.remote.connection import HostFailure, KeepaliveMonitor, connect
-from lora_harness.remote.inventory import Host
+from lora_harness.remote.inventory import Host, expand_home
+from lora_harness.remote.names import folder_names, safe_name
+from lora_harness.remote.phase import Phase
+from lora_harness.remote.redact import Redactor
+
+__all__ = ["LAUNCHER", "HostResult", "RemoteOptions", "run_host", "safe_name", "send_env"]
 
 # Starts the command as leader of a new process group and records its pid, so a deadline or
 # Ctrl-C can kill the whole group from a second channel (exec_command's timeout does not, #2510).
@@ -22,6 +27,29 @@ LAUNCHER = (
     "open(sys.argv[1],'w').write(str(os.getpgrp()))\n"
     "os.execvp(sys.argv[2],sys.argv[2:])"
 )
+
+# As LAUNCHER, with the environment read from a 0600 file (then deleted) instead of argv:
+# `env KEY=VALUE` would show a token to every user of the host in `ps` for the whole run.
+ENV_LAUNCHER = (
+    "import json,os,sys\n"
+    "try: os.setsid()\n"
+    "except PermissionError: pass\n"
+    "with open(sys.argv[1]) as f: os.environ.update(json.load(f))\n"
+    "os.unlink(sys.argv[1])\n"
+    "open(sys.argv[2],'w').write(str(os.getpgrp()))\n"
+    "os.execvp(sys.argv[3],sys.argv[3:])"
+)
+
+
+def send_env(client, sftp, run_dir: str, env: dict) -> str:
+    """Write `env` into run_dir as a file only its owner can read; returns its path."""
+    if shell.run(client, shell.quote(["mkdir", "-p", run_dir]), timeout=60).exit_status != 0:
+        raise HostFailure("error", f"could not create {run_dir} on the host")
+    path = f"{run_dir}/.env-{secrets.token_hex(4)}.json"
+    with sftp.open(path, "w") as stream:
+        stream.chmod(0o600)  # before a byte is written
+        stream.write(json.dumps(env))
+    return path
 
 
 # Seconds each phase of a remote run may take, unless --<phase>-timeout says otherwise.
@@ -40,6 +68,13 @@ class RemoteOptions:
     timeouts: dict = field(default_factory=lambda: dict(DEFAULT_DEADLINES_S))
     echo: bool = True
     ring: ring.RingPlan | None = None  # --distributed: one rank per host
+    collect_caps: dict = field(default_factory=dict)  # collect.Limits max_*_bytes
+    redactor: Redactor = field(default_factory=Redactor)
+    remember_keys: str | None = None  # known_hosts file newly trusted keys are added to
+    folders: dict = field(default_factory=dict)  # host name -> its local/remote folder name
+
+    def folder(self, host: Host) -> str:
+        return self.folders.get(host.name) or folder_names([host.name])[host.name]
 
 
 @dataclass
@@ -54,6 +89,7 @@ class HostResult:
     deploy: dict = field(default_factory=dict)
     host: dict = field(default_factory=dict)
     exit_status: int | None = None
+    collect: dict = field(default_factory=dict)
 
 
 def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> HostResult:
@@ -62,7 +98,11 @@ def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> 
     try:
         tic = time.monotonic()
         client, result.trusted_host_keys = connect(
-            host, options.known_hosts, options.trust_new, options.timeouts["connect"]
+            host,
+            options.known_hosts,
+            options.trust_new,
+            options.timeouts["connect"],
+            remember=options.remember_keys,
         )
         result.phase_durations["connect"] = round(time.monotonic() - tic, 3)
         _run_phases(client, host, build, options, run_id, cancel, result)
@@ -71,6 +111,7 @@ def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> 
     except Exception as error:  # one host's crash must never stop the others
         result.status, result.message = "error", f"{error.__class__.__name__}: {error}"
     finally:
+        result.message = options.redactor.text(result.message)
         if options.ring and "run" not in result.phase_durations:
             options.ring.abandon()  # failed before its rank started: release the others
         if client is not None:
@@ -81,31 +122,48 @@ def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> 
 def _run_phases(client, host, build, options, run_id, cancel, result) -> None:
     with KeepaliveMonitor(client) as keepalive:
         tic = time.monotonic()
+        phase = Phase("deploy", options.timeouts["deploy"], cancel)
         sftp = client.open_sftp()
-        sftp.get_channel().settimeout(options.timeouts["deploy"])
-        work_dir = host.work_dir.replace("~", deploy.remote_home(client), 1)
+        sftp.get_channel().settimeout(phase.remaining())
+        work_dir = expand_home(host.work_dir, deploy.remote_home(client, phase))
         python = options.remote_python or host.python
         venv_python = deploy.ensure_venv(
-            client, sftp, build, python, work_dir, options.system_site_packages, result.deploy
-        )
+            client, sftp, build, python, work_dir, options.system_site_packages, result.deploy,
+            phase=phase,
+        )  # fmt: skip
         result.phase_durations["deploy"] = round(time.monotonic() - tic, 3)
         if options.ring:
-            options.ring.all_deployed(options.timeouts["deploy"])
+            options.ring.all_deployed(phase.remaining())
         # One folder per host: two inventory entries may share a machine and its work dir.
-        run_dir = f"{work_dir}/runs/{run_id}/{safe_name(host.name)}"
+        run_dir = f"{work_dir}/runs/{run_id}/{options.folder(host)}"
         tic = time.monotonic()
-        completed = _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive)
+        env_file = send_env(client, sftp, run_dir, _run_env(host, run_dir, options))
+        completed = _run_remote(
+            client, host, venv_python, run_dir, options, cancel, keepalive, env_file
+        )
         result.phase_durations["run"] = round(time.monotonic() - tic, 3)
         tic = time.monotonic()
-        report = _collect(
-            client, sftp, run_dir, options.out / host.name, options.timeouts["collect"]
+        # After Ctrl-C, bring home what there is, but do not keep the user waiting long.
+        seconds = options.timeouts["collect"]
+        limits = collect.Limits.within(
+            min(seconds, 30) if cancel.is_set() else seconds, **options.collect_caps
         )
+        local = options.out / options.folder(host)
+        report, got = _collect_run(client, sftp, run_dir, local, limits)
+        result.collect = got.describe()
         result.phase_durations["collect"] = round(time.monotonic() - tic, 3)
     result.exit_status = completed.exit_status
-    _judge(result, completed, report, keepalive.dead.is_set())
+    _judge(result, completed, report, keepalive.dead.is_set(), options.redactor)
 
 
-def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
+def _run_env(host, run_dir, options) -> dict:
+    env = dict(options.remote_env)
+    if options.ring:
+        env.update(options.ring.env(host, run_dir))
+    return env
+
+
+def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive, env_file):
     command = [
         venv_python,
         "-m",
@@ -115,17 +173,15 @@ def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
         f"{run_dir}/out",
         *options.run_args,
     ]
-    env = dict(options.remote_env)
     prepare = f"mkdir -p {shell.quote([run_dir])} && cd {shell.quote([run_dir])} && "
     if options.ring:
-        env.update(options.ring.env(host, run_dir))
         command.append("--distributed")
         prepare += f"printf %s {shell.quote([options.ring.hostfile])} > {ring.HOSTFILE} && "
-    env_args = [f"{k}={v}" for k, v in env.items()]
-    launch = ["env", *env_args, venv_python, "-c", LAUNCHER, f"{run_dir}/pid", *command]
+    launch = [venv_python, "-c", ENV_LAUNCHER, env_file, f"{run_dir}/pid", *command]
     script = f"{prepare}exec {shell.quote(launch)}"
+    redact = options.redactor.text
     echo = (
-        (lambda line: print(f"[{host.name}] {line}", file=sys.stderr, flush=True))
+        (lambda line: print(f"[{host.name}] {redact(line)}", file=sys.stderr, flush=True))
         if options.echo
         else None
     )
@@ -136,16 +192,11 @@ def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
         on_line=echo,
         is_dead=lambda: cancel.is_set() or keepalive.dead.is_set(),
     )
+    completed.interrupted = cancel.is_set() and completed.exit_status is None
     if completed.exit_status is None and client.get_transport().is_active():
         _kill_group(client, run_dir)
-        completed.timed_out = True
+        completed.timed_out = not completed.interrupted
     return completed
-
-
-def safe_name(name: str) -> str:
-    """A host name as one local folder name (inventory names may hold '/', spaces, quotes)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name).strip(".")
-    return cleaned or "host"
 
 
 def _kill_group(client, run_dir: str) -> None:
@@ -154,39 +205,53 @@ def _kill_group(client, run_dir: str) -> None:
         f'pgid=$(cat {pid} 2>/dev/null) && [ -n "$pgid" ] && '
         f"(kill -TERM -- -$pgid; sleep 2; kill -KILL -- -$pgid) 2>/dev/null; true"
     )
-    shell.run(client, script, timeout=30)
+    shell.run(client, script, timeout=15)
 
 
 def _collect(client, sftp, run_dir: str, local_root: Path, timeout: float) -> Path | None:
-    """Pull every run folder under run_dir/out into local_root/<run-id>/; returns the report path."""
+    """The report path only, with the default caps (the signature callers had before)."""
+    return _collect_run(client, sftp, run_dir, local_root, collect.Limits.within(timeout))[0]
+
+
+def _get_tree(sftp, remote: str, local: Path, timeout: float = 600) -> None:
+    """Copy a remote folder home with the hostile-name rules and default caps."""
+    collect.get_tree(sftp, remote, local, collect.Limits.within(timeout))
+
+
+def _collect_run(client, sftp, run_dir: str, local_root: Path, limits: collect.Limits):
+    """Pull every run folder under run_dir/out into local_root/<run-id>/; returns the report
+    path (or None) and what was copied and skipped."""
+    got = collect.Collected()
     if not client.get_transport().is_active():
-        return None
-    sftp.get_channel().settimeout(timeout)
+        got.incomplete = "the connection was lost before collecting"
+        return None, got
     try:
+        sftp.get_channel().settimeout(limits.remaining())
         run_ids = sftp.listdir(f"{run_dir}/out")
-    except OSError:
-        return None
+    except (OSError, EOFError, collect.Deadline) as error:
+        got.incomplete = f"nothing to collect: {error}"
+        return None, got
     report = None
     for run_id in run_ids:
-        _get_tree(sftp, f"{run_dir}/out/{run_id}", local_root / run_id)
-        if (local_root / run_id / "report.json").exists():
-            report = local_root / run_id / "report.json"
-    return report
+        if not collect.plain_name(run_id):
+            got.skipped.append(f"{run_dir}/out/{run_id!r}: not a plain file name")
+            continue
+        collect.get_tree(sftp, f"{run_dir}/out/{run_id}", local_root / run_id, limits, got)
+        candidate = local_root / run_id / "report.json"
+        if candidate.is_file() and not candidate.is_symlink():
+            report = candidate
+        if got.incomplete:
+            break
+    return report, got
 
 
-def _get_tree(sftp, remote: str, local: Path) -> None:
-    local.mkdir(parents=True, exist_ok=True)
-    for entry in sftp.listdir_attr(remote):
-        source = f"{remote}/{entry.filename}"
-        if stat.S_ISDIR(entry.st_mode):
-            _get_tree(sftp, source, local / entry.filename)
-        else:
-            sftp.get(source, str(local / entry.filename))
-
-
-def _judge(result: HostResult, completed, report: Path | None, connection_dead: bool) -> None:
+def _judge(result: HostResult, completed, report, connection_dead: bool, redactor) -> None:
     """Status from the collected report, never from the command's stdout."""
     result.report = str(report) if report else None
+    if getattr(completed, "interrupted", False):
+        result.status = "interrupted"
+        result.message = "interrupted (Ctrl-C); the remote process group was killed"
+        return
     if completed.timed_out:
         result.status = "timeout"
         result.message = "the run passed its deadline; the remote process group was killed"
@@ -198,9 +263,21 @@ def _judge(result: HostResult, completed, report: Path | None, connection_dead: 
             if connection_dead or completed.exit_status is None
             else (f"the harness exited {completed.exit_status} without a report")
         )
+        if result.collect.get("incomplete"):
+            why += f" ({result.collect['incomplete']})"
         tail = completed.stderr_tail.strip().splitlines()[-1:] or [""]
         result.message = f"{why}: {tail[0]}".rstrip(": ")
         return
-    verdict = json.loads(report.read_text())["summary"]["verdict"]
+    try:
+        verdict = redactor.scrub_report(report)["summary"]["verdict"]
+    except Exception as error:  # this host's bad report is this host's error only
+        result.status = "error"
+        result.message = f"its report cannot be read: {error.__class__.__name__}: {error}"
+        return
     result.status = {"pass": "passed", "fail": "failed"}.get(verdict, "error")
     result.message = f"verdict {verdict}"
+    if result.collect.get("incomplete") or result.collect.get("skipped_count"):
+        result.message += (
+            f"; collect skipped {result.collect.get('skipped_count', 0)} item(s)"
+            f"{': ' + result.collect['incomplete'] if result.collect.get('incomplete') else ''}"
+        )

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
+from lora_harness.remote import names
 
 DEFAULT_WORK_DIR = "~/.lora-harness"
 
@@ -42,6 +44,7 @@ class Host:
     labels: list[str] = field(default_factory=list)
     proxy_command: str | None = None
     ips: list[str] = field(default_factory=list)
+    trust_new: bool = False  # accept (and remember) this host's key when it is unknown
 
     def describe(self) -> dict:
         return {
@@ -53,7 +56,16 @@ class Host:
             "work_dir": self.work_dir,
             "labels": self.labels,
             "ips": self.ips,
+            "trust_new": self.trust_new,
         }
+
+    def check(self, where: str) -> Host:
+        """Refuse a hostname, user or port that is not plain data (before any argv sees it)."""
+        names.check_hostname(self.hostname, where)
+        names.check_user(self.user, where)
+        self.port = names.check_port(self.port, where)
+        self.trust_new = self.trust_new is True
+        return self
 
 
 def parse_host(spec: str) -> Host:
@@ -62,11 +74,9 @@ def parse_host(spec: str) -> Host:
     hostname, _, port = rest.partition(":")
     if not hostname:
         raise InputError(f"--host {spec!r}: expected user@host[:port]")
-    try:
-        number = int(port) if port else 22
-    except ValueError:
-        raise InputError(f"--host {spec!r}: port {port!r} is not a number")
-    return Host(name=hostname, hostname=hostname, user=user or None, port=number)
+    where = f"--host {spec!r}"
+    number = names.check_port(port, where) if port else 22
+    return Host(name=hostname, hostname=hostname, user=user or None, port=number).check(where)
 
 
 def load_fleet(path: Path) -> list[Host]:
@@ -91,17 +101,19 @@ def load_fleet(path: Path) -> list[Host]:
         merged = {**defaults, **entry}
         if "hostname" not in merged:
             raise InputError(f"--hosts {path}: every [[hosts]] entry needs a hostname")
+        where = f"--hosts {path}"
         hosts.append(
             Host(
                 name=str(merged.get("name", merged["hostname"])),
-                hostname=merged["hostname"],
-                user=merged.get("user"),
-                port=int(merged.get("port", 22)),
+                hostname=names.check_hostname(merged["hostname"], where),
+                user=names.check_user(merged.get("user"), where),
+                port=names.check_port(merged.get("port", 22), where),
                 identity_files=[merged["identity_file"]] if merged.get("identity_file") else [],
                 python=merged.get("python", "python3"),
                 work_dir=merged.get("work_dir", DEFAULT_WORK_DIR),
                 labels=list(merged.get("labels", [])),
                 ips=[str(ip) for ip in merged.get("ips", [])],
+                trust_new=merged.get("trust_new") is True,
             )
         )
     return hosts
@@ -111,17 +123,26 @@ def apply_ssh_config(host: Host, config_path: Path | None = None) -> Host:
     """Fill what the inventory left open from ~/.ssh/config (paramiko parses it, never applies it)."""
     import paramiko
 
+    # Checked before the lookup too: paramiko expands %h in ProxyCommand with this value.
+    host.check(f"host {host.name!r}")
     path = Path(config_path or os.path.expanduser("~/.ssh/config"))
     if path.exists():
         entry = paramiko.SSHConfig.from_path(str(path)).lookup(host.hostname)
         host.hostname = entry.get("hostname", host.hostname)
         host.user = host.user or entry.get("user")
         if host.port == 22 and "port" in entry:
-            host.port = int(entry["port"])
+            host.port = entry["port"]
         host.identity_files = host.identity_files or list(entry.get("identityfile", []))
         host.proxy_command = entry.get("proxycommand")
         if not host.proxy_command and entry.get("proxyjump"):
-            host.proxy_command = f"ssh -W %h:%p {entry['proxyjump']}"
+            host.proxy_command = f"ssh -W %h:%p {shlex.quote(entry['proxyjump'])}"
     host.user = host.user or getpass.getuser()
     host.identity_files = [os.path.expanduser(f) for f in host.identity_files]
-    return host
+    return host.check(f"host {host.name!r} (after {path})")
+
+
+def expand_home(work_dir: str, home: str) -> str:
+    """`~` or `~/...` at the start means the remote user's home; a `~` elsewhere is a name."""
+    if work_dir == "~" or work_dir.startswith("~/"):
+        return home + work_dir[1:]
+    return work_dir

@@ -20,6 +20,7 @@ class Completed:
     stderr_tail: str
     bytes_read: int
     timed_out: bool = False
+    interrupted: bool = False  # Ctrl-C stopped it (not its deadline)
 
 
 def quote(parts: list[str]) -> str:
