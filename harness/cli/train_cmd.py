@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_harness.cli import progress
-from lora_harness.runs import options
+from lora_harness.runs import options, validate
 from lora_harness.runs.long_train import METRICS_FILE, train_to_folder
 from lora_harness.runs.run import settings_from
 
@@ -29,6 +29,7 @@ def register(commands) -> None:
     parser.add_argument(
         "--save-every",
         type=int,
+        metavar="N",
         default=100,
         help="checkpoint every N steps (default 100; 0 = never)",
     )
@@ -37,6 +38,7 @@ def register(commands) -> None:
 
 
 def handle(args) -> int:
+    validate.check_train(vars(args))
     settings = settings_from({**vars(args), "suite": None, "check": None})
     show = progress.Progress(settings.lora.iters, enabled=not args.quiet)
     result = train_to_folder(settings, args.adapter_path, args.save_every, on_step=show.on_step)

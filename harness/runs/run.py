@@ -20,7 +20,7 @@ from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
 from lora_harness.models.sources import ModelSource, resolve
 from lora_harness.reports import json_report
-from lora_harness.runs import environment, options, suites
+from lora_harness.runs import environment, options, suites, validate
 from lora_harness.runs.context import RunContext
 from lora_harness.text.generation import GenerationSettings
 
@@ -41,8 +41,13 @@ class Settings:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
-def settings_from(values: dict) -> Settings:
-    """Validate option values (dest -> value) into Settings; raises InputError on bad input."""
+def settings_from(values: dict, spell=validate.cli_flag) -> Settings:
+    """Validate option values (dest -> value) into Settings; raises InputError on bad input.
+
+    `spell` names an option as the front end spells it (--rank, --lora-rank).
+    """
+    validate.check_options(values, spell)
+    validate.check_run(values, spell)
     return Settings(
         model=values.get("model"),
         lora=options.lora_config_from(values),
