@@ -62,6 +62,10 @@ def check_options(values: dict, spell: Spell = cli_flag) -> None:
     for dest, kind in PATHS.items():
         if values.get(dest) is not None:
             check_path(spell(dest), values[dest], kind, values, spell)
+    if values.get("data") is not None:
+        from lora_harness.text.data import load_rows
+
+        load_rows(values["data"], kind="dpo" if values.get("trainer") == "dpo" else "sft")
     if values.get("keys") is not None and not values["keys"]:
         raise InputError(f"{spell('keys')} is empty; name at least one key, e.g. self_attn.q_proj")
 
