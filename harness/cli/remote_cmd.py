@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import Rule
 from lora_harness.remote import deploy, detached, fleet, inventory, ring
 from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.host_run import RemoteOptions
 from lora_harness.reports import json_report, render
 from lora_harness.runs.run import new_run_id
+from lora_harness.runs.validate import argtype
 
 EPILOG = """\
 examples:
@@ -66,7 +68,12 @@ def _register_run(actions) -> None:
         metavar="SUMMARY.json",
         help="rerun only hosts that did not pass",
     )
-    add("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    add(
+        "--parallel",
+        type=argtype(Rule(int, minimum=1)),
+        default=4,
+        help="hosts at once (default 4)",
+    )
     add(
         "--distributed",
         action="store_true",
@@ -75,7 +82,7 @@ def _register_run(actions) -> None:
     )
     add(
         "--starting-port",
-        type=int,
+        type=argtype(Rule(int, minimum=1, maximum=65535)),
         default=ring.DEFAULT_STARTING_PORT,
         metavar="PORT",
         help=f"--distributed: rank i listens on PORT+i (default {ring.DEFAULT_STARTING_PORT}, as mlx.launch)",
@@ -137,7 +144,7 @@ def _connection_args(parser) -> None:
     for phase, default in (("connect", 20), ("deploy", 1800), ("run", 7200), ("collect", 600)):
         add(
             f"--{phase}-timeout",
-            type=float,
+            type=argtype(Rule(float, above=0)),
             default=default,
             metavar="S",
             help=f"{phase} deadline in seconds (default {default})",

@@ -34,7 +34,7 @@ def register(commands) -> None:
 def handle(args) -> int:
     if not args.html and not args.junit:
         raise InputError("nothing to write: pass --html PATH and/or --junit PATH")
-    documents = [json_report.load(path) for path in args.reports]
+    documents = [json_report.load(path, json_report.RUN_KINDS) for path in args.reports]
     if args.screenshot and not args.html:
         raise InputError("--screenshot renders the HTML page: pass --html PATH too")
     if args.html:

@@ -36,7 +36,8 @@ def lora_from_adapter_config(config: dict, path: Path) -> LoRAConfig:
         )
     except (TypeError, ValueError) as exc:
         raise InputError(f"{path}: lora_parameters hold a value of the wrong type ({exc})")
-    lora.validate()
+    if lora.keys is not None and not lora.keys:
+        raise InputError(f"{path}: lora_parameters.keys is empty; name the adapted modules")
     return lora
 
 

@@ -217,8 +217,13 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
-    """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path."""
+def write_run_folder(
+    report: dict, ctx: RunContext, out_dir: Path, write_report: bool = True
+) -> Path:
+    """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path.
+
+    With write_report=False only the adapter is saved: the caller writes report.json last.
+    """
     import shutil
 
     from lora_harness.lora.adapters import save_adapter
@@ -230,4 +235,6 @@ def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
     elif ctx.trained:
         adapter = save_adapter(ctx.model.lora_model, ctx.lora, folder / "adapters")
         report["artifacts"]["adapter_path"] = str(adapter)
+    if not write_report:
+        return folder / "report.json"
     return json_report.write_atomic(folder / "report.json", json_report.dumps(report))

@@ -216,3 +216,20 @@ def _field(key: str, value, name: str):
     if key == "keys" and not value:
         raise InputError(f"{name} is empty; name at least one key, e.g. self_attn.q_proj")
     return value
+
+
+def argtype(rule: Rule):
+    """An argparse `type=` that applies `rule`, for flags that are not run options."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            return check("value", text, rule, text_numbers=True)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(str(error).replace("value must", "must", 1))
+
+    parse.__name__ = KIND_NAMES.get(rule.kind, "value")
+    return parse
+
+
+KIND_NAMES = {int: "integer", float: "number"}
