@@ -58,8 +58,18 @@ def _settings(config):
         try:
             config.stash[_SETTINGS] = settings_from(values, spell=pytest_flag)
         except InputError as error:
-            raise pytest.UsageError(f"lora-harness: {error}") from None
+            raise pytest.UsageError(f"lora-harness: {_respell(str(error))}") from None
     return config.stash[_SETTINGS]
+
+
+def _respell(message: str) -> str:
+    """Name the plugin's flags (--lora-rank) where a deeper layer named the CLI's (--rank)."""
+    import re
+
+    names = [o.name for o in options.RUN_OPTIONS] + ["suite", "check"]
+    for name in sorted(names, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-])--{name}(?![\w-])", f"--lora-{name}", message)
+    return message
 
 
 def _context(config):

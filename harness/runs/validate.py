@@ -185,7 +185,7 @@ def read_config(path) -> dict:
         return {}
     if not isinstance(raw, dict):
         raise InputError(f"config file {path} must hold a mapping of key: value, e.g. rank: 8")
-    fields = [f for f in LoRAConfig.__dataclass_fields__ if f not in LORA_PARAMETER_KEYS]
+    fields = list(LoRAConfig.__dataclass_fields__)  # rank etc. also at the top, as before
     check_keys(raw, [*fields, "lora_parameters", *MLX_LM_ONLY_KEYS], f"config file {path}")
     values = {k: _field(k, v, f"{k} in {path}") for k, v in raw.items() if k in fields}
     values.update(_lora_parameters(raw.get("lora_parameters"), path))
