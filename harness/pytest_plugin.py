@@ -44,7 +44,14 @@ def _active(config) -> bool:
 def pytest_configure(config) -> None:
     """Bad --lora- options are a usage error before collection, never an INTERNALERROR."""
     if _active(config):
-        _settings(config)
+        from lora_harness.core.errors import InputError
+        from lora_harness.models.sources import resolve
+
+        settings = _settings(config)
+        try:
+            resolve(settings.model)  # a wrong --lora-model is a usage error too
+        except InputError as error:
+            raise pytest.UsageError(f"lora-harness: {_respell(str(error))}") from None
 
 
 def _settings(config):

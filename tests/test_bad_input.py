@@ -109,6 +109,43 @@ def path_cases() -> list[Case]:
         Case("history-is-file", ["run", "-q", "--history", "f.txt"], "--history", file),
         Case("out-is-file", ["run", "-q", "--out", "f.txt"], "--out", file),
         Case("train-data-missing", ["train", "-q", "--data", "nope"], "--data"),
+        Case("json-under-file", ["run", "-q", "--json", "f.txt/r.json"], "f.txt", file),
+        Case("json-is-dir", ["run", "-q", "--json", "d"], "--json", file),
+        Case("report-html-is-dir", ["report", "x.json", "--html", "d"], "--html", file),
+        Case("report-junit-under-file", ["report", "x.json", "--junit", "f.txt/j"], "f.txt", file),
+        Case("compare-json-is-dir", ["compare", "a", "b", "--json", "d"], "--json", file),
+        Case("scorer-no-colon", ["run", "-q", "--voice-scorer", "nope"], "--voice-scorer"),
+        Case(
+            "scorer-no-module", ["run", "-q", "--voice-scorer", "no_such_mod_x:f"], "cannot import"
+        ),
+        Case(
+            "scorer-no-attribute", ["run", "-q", "--voice-scorer", "os:no_such_f"], "cannot import"
+        ),
+        Case("scorer-not-callable", ["run", "-q", "--voice-scorer", "os:sep"], "not callable"),
+        Case(
+            "baseline-not-json",
+            ["run", "-q", "--baseline", "b.json"],
+            "not valid JSON",
+            {"b.json": "{"},
+        ),
+        Case(
+            "baseline-binary",
+            ["run", "-q", "--baseline", "b.json"],
+            "not valid JSON",
+            {"b.json": b"\xff"},
+        ),
+        Case(
+            "baseline-other-format",
+            ["run", "-q", "--baseline", "b.json"],
+            "baseline file",
+            {"b.json": '{"schema_version": 9}'},
+        ),
+        Case(
+            "baseline-no-table",
+            ["run", "-q", "--baseline", "b.json"],
+            "baseline file",
+            {"b.json": '{"schema_version": 1, "baselines": []}'},
+        ),
         Case("doctor-data-missing", ["doctor", "--adapter-path", ".", "--data", "no"], "--data"),
     ]
 

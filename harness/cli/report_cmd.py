@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lora_harness.core.errors import InputError
 from lora_harness.reports import json_report, render, screenshot
+from lora_harness.runs import validate
 
 
 def register(commands) -> None:
@@ -32,6 +33,7 @@ def register(commands) -> None:
 
 
 def handle(args) -> int:
+    validate.check_options(vars(args))
     if not args.html and not args.junit:
         raise InputError("nothing to write: pass --html PATH and/or --junit PATH")
     documents = [json_report.load(path, json_report.RUN_KINDS) for path in args.reports]

@@ -43,6 +43,10 @@ PATHS = {
     "save_baseline": "new-file",
     "history": "dir-or-new",
     "out": "dir-or-new",
+    "json": "new-file",  # "-" (stdout) is skipped
+    "html": "new-file",
+    "junit": "new-file",
+    "screenshot": "new-file",
 }
 
 
@@ -60,14 +64,27 @@ def check_options(values: dict, spell: Spell = cli_flag) -> None:
         if values.get(dest) is not None:
             check(spell(dest), values[dest], rule)
     for dest, kind in PATHS.items():
-        if values.get(dest) is not None:
+        if values.get(dest) is not None and values[dest] != "-":
             check_path(spell(dest), values[dest], kind, values, spell)
-    if values.get("data") is not None:
-        from lora_harness.text.data import load_rows
-
-        load_rows(values["data"], kind="dpo" if values.get("trainer") == "dpo" else "sft")
     if values.get("keys") is not None and not values["keys"]:
         raise InputError(f"{spell('keys')} is empty; name at least one key, e.g. self_attn.q_proj")
+    check_contents(values, spell)
+
+
+def check_contents(values: dict, spell: Spell = cli_flag) -> None:
+    """Read the small files the options name now, so a bad row fails before a model loads."""
+    from lora_harness.runs import baselines
+    from lora_harness.text import data, voice
+
+    if values.get("data") is not None:
+        data.load_rows(values["data"], kind="dpo" if values.get("trainer") == "dpo" else "sft")
+    for dest in ("prompts", "voice_references"):
+        if values.get(dest) is not None:
+            data.read_texts(values[dest], spell(dest))
+    if values.get("voice_scorer") is not None:
+        voice.load_scorer(values["voice_scorer"])
+    if values.get("baseline") is not None and Path(values["baseline"]).expanduser().is_file():
+        baselines.read(Path(values["baseline"]).expanduser())
 
 
 def check_path(name: str, value, kind: str, values: dict, spell: Spell) -> None:
