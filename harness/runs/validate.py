@@ -88,6 +88,8 @@ def check_contents(values: dict, spell: Spell = cli_flag) -> None:
 
 
 def check_path(name: str, value, kind: str, values: dict, spell: Spell) -> None:
+    if not str(value).strip() or "\x00" in str(value):
+        raise InputError(f"{name} {str(value)!r} is not a usable path; pass a file or folder name")
     path = Path(str(value)).expanduser()
     if kind == "file":
         if (
