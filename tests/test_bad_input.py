@@ -157,6 +157,10 @@ def ignored_option_cases() -> list[Case]:
         Case("train-trainer-dpo", ["train", "-q", "--trainer", "dpo"], "SFT only"),
         Case("train-inject-fault", ["train", "-q", "--inject-fault", "x"], "--inject-fault"),
         Case("train-distributed", ["train", "-q", "--distributed"], "--distributed"),
+        Case("bench-trainer-dpo", ["bench", "-q", "--trainer", "dpo"], "SFT only"),
+        Case("bench-inject-fault", ["bench", "-q", "--inject-fault", "x"], "--inject-fault"),
+        Case("bench-pairs-zero", ["bench", "-q", "--pairs", "0"], "--pairs"),
+        Case("bench-rank-zero", ["bench", "-q", "--rank", "0"], "--rank"),
         Case(
             "save-baseline-structure",
             ["run", "-q", *SHAPE, "--save-baseline", "b.json"],

@@ -7,7 +7,7 @@ from lora_harness.cli import progress
 from lora_harness.cli.output import add_output_args, emit
 from lora_harness.core.errors import EXIT_OK, InputError
 from lora_harness.models.sources import resolve
-from lora_harness.runs import options
+from lora_harness.runs import options, validate
 from lora_harness.runs.run import new_run_id, report_header, settings_from
 
 MEASUREMENTS = [
@@ -59,6 +59,7 @@ def _measure(name: str, source, settings, pairs: int) -> dict:
 def handle(args) -> int:
     if args.pairs < 1:
         raise InputError("--pairs must be at least 1")
+    validate.check_sft_only(vars(args), "bench")
     settings = settings_from({**vars(args), "suite": None, "check": None})
     source = resolve(settings.model)
     if not source.has_weights:

@@ -13,6 +13,7 @@ from lora_harness.remote import deploy, detached, fleet, inventory, ring
 from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.host_run import RemoteOptions
 from lora_harness.reports import json_report, render
+from lora_harness.runs import validate
 from lora_harness.runs.run import new_run_id
 from lora_harness.runs.validate import argtype
 
@@ -167,6 +168,7 @@ def _infrastructure(action):
 
 @_infrastructure
 def handle_train(args) -> int:
+    validate.check_forwarded(args.run_args, "train")
     hosts, run_id = _hosts(args), new_run_id()
     options = _options(args, args.out.resolve())
     build = deploy.build_wheel(args.wheelhouse)
@@ -235,6 +237,7 @@ def _options(args, out: Path) -> RemoteOptions:
 
 
 def handle_run(args) -> int:
+    validate.check_forwarded(args.run_args, "run")
     hosts = _hosts(args)
     run_id = new_run_id()
     out = (args.out / run_id).resolve()

@@ -74,8 +74,8 @@ def fixture_path(name: str = "tiny") -> Path:
         import sys
 
         print(
-            f"lora-harness: the cached fixture:{recipe.name} in {folder} is corrupt ({problem}); "
-            "rebuilding it",
+            f"lora-harness: the cached fixture:{recipe.name} in {folder} cannot be trusted "
+            f"({problem}); rebuilding it",
             file=sys.stderr,
         )
         _discard(folder)
@@ -92,7 +92,7 @@ def verify(folder: Path) -> str | None:
     try:
         expected = json.loads((folder / MANIFEST).read_text())["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
-        return f"{MANIFEST} is missing or unreadable"
+        return f"it has no readable {MANIFEST}: an older harness or an interrupted build made it"
     for name, digest in expected.items():
         try:
             actual = _sha256(folder / name)

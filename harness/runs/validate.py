@@ -18,7 +18,9 @@ Spell = Callable[[str], str]
 
 # Option dest -> what its value must be. Paths are checked by PATHS below.
 RULES: dict[str, Rule] = {
-    "num_layers": Rule(int, minimum=1, also=(-1,), hint="use -1 for all blocks or a count >= 1"),
+    "num_layers": Rule(
+        int, minimum=1, also=(-1,), hint="0 adapts no block; use -1 for all or a count >= 1"
+    ),
     "rank": Rule(int, minimum=1, hint="a LoRA rank such as 8"),
     "scale": Rule(float, above=0, hint="mlx-lm's absolute scale, e.g. 20.0"),
     "dropout": Rule(float, minimum=0, below=1, hint="a probability such as 0.05"),
@@ -99,12 +101,16 @@ def check_path(name: str, value, kind: str, values: dict, spell: Spell) -> None:
         ):
             return  # the first run of --baseline F --save-baseline F creates F
         if not path.exists():
-            raise InputError(f"{name} {value}: no such file; pass an existing file")
+            raise InputError(
+                f"{name} {value} is not a file: it does not exist; pass an existing file"
+            )
         if not path.is_file():
             raise InputError(f"{name} {value} is a folder; pass a file")
     elif kind == "dir":
         if not path.exists():
-            raise InputError(f"{name} {value}: no such folder; pass an existing folder")
+            raise InputError(
+                f"{name} {value} is not a folder: it does not exist; pass an existing folder"
+            )
         if not path.is_dir():
             raise InputError(f"{name} {value} is a file; pass a folder")
     elif kind == "new-file":
@@ -154,24 +160,25 @@ def check_run(values: dict, spell: Spell = cli_flag) -> None:
         )
 
 
-# `train` is SFT on one process with the correct recipe; these would be silently ignored.
-TRAIN_REFUSES = {
-    "trainer": (
-        "dpo",
-        "train runs SFT only; use lora-harness run --trainer dpo to check a DPO run",
-    ),
-    "inject_fault": (None, "train always uses the correct recipe; use run --inject-fault"),
-    "distributed": (None, "train runs on one process; use run --distributed under mlx.launch"),
-    "distributed_timeout": (None, "train runs on one process; drop it"),
+# `train` and `bench` train SFT on one process with the correct recipe: these would be ignored.
+SFT_ONLY_REFUSES = {
+    "trainer": ("dpo", "runs SFT only; use lora-harness run --trainer dpo to check a DPO run"),
+    "inject_fault": (None, "always uses the correct recipe; use lora-harness run --inject-fault"),
+    "distributed": (None, "runs on one process; use lora-harness run --distributed"),
+    "distributed_timeout": (None, "runs on one process; drop it"),
 }
 
 
-def check_train(values: dict, spell: Spell = cli_flag) -> None:
-    for dest, (refused, remedy) in TRAIN_REFUSES.items():
+def check_sft_only(values: dict, command: str, spell: Spell = cli_flag) -> None:
+    for dest, (refused, remedy) in SFT_ONLY_REFUSES.items():
         value = values.get(dest)
         if value and (refused is None or value == refused):
             shown = "" if value is True else f" {value}"
-            raise InputError(f"train does not take {spell(dest)}{shown}: {remedy}")
+            raise InputError(f"{command} does not take {spell(dest)}{shown}: it {remedy}")
+
+
+def check_train(values: dict, spell: Spell = cli_flag) -> None:
+    check_sft_only(values, "train", spell)
 
 
 # --- YAML configs (-c) ---------------------------------------------------------------------
@@ -235,6 +242,27 @@ def _field(key: str, value, name: str):
     if key == "keys" and not value:
         raise InputError(f"{name} is empty; name at least one key, e.g. self_attn.q_proj")
     return value
+
+
+def check_forwarded(argv: list[str], command: str) -> None:
+    """Values after `--` of a remote command, checked before any host is contacted.
+
+    Only types and ranges: paths name files on the hosts, which are checked there.
+    """
+    import argparse
+
+    from lora_harness.runs import options
+
+    class Raising(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise InputError(f"after --, for lora-harness {command} on the hosts: {message}")
+
+    parser = Raising(prog=f"lora-harness {command}", add_help=False)
+    options.add_to_argparse(parser, options.MODEL_OPTIONS + options.LORA_OPTIONS)
+    values = vars(parser.parse_known_args(argv)[0])
+    for dest, rule in RULES.items():
+        if values.get(dest) is not None:
+            check(f"{cli_flag(dest)} (after --)", values[dest], rule)
 
 
 def argtype(rule: Rule):
