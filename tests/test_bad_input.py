@@ -167,6 +167,11 @@ def ignored_option_cases() -> list[Case]:
             "--save-baseline",
         ),
         Case(
+            "save-baseline-dpo",
+            ["run", "-q", "--trainer", "dpo", "--save-baseline", "b.json"],
+            "--save-baseline",
+        ),
+        Case(
             "save-baseline-shape-gate",
             ["run", "-q", "--model", "shape:qwen2.5-7b", "--save-baseline", "b.json"],
             "shape-only",

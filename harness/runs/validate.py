@@ -94,11 +94,7 @@ def check_path(name: str, value, kind: str, values: dict, spell: Spell) -> None:
         raise InputError(f"{name} {str(value)!r} is not a usable path; pass a file or folder name")
     path = Path(str(value)).expanduser()
     if kind == "file":
-        if (
-            kind == "file"
-            and name == spell("baseline")
-            and _same(value, values.get("save_baseline"))
-        ):
+        if name == spell("baseline") and _same(value, values.get("save_baseline")):
             return  # the first run of --baseline F --save-baseline F creates F
         if not path.exists():
             raise InputError(
@@ -153,10 +149,12 @@ def check_run(values: dict, spell: Spell = cli_flag) -> None:
             f"{spell('suite')} distributed needs {spell('distributed')} under mlx.launch "
             "(its checks would all be skipped in one process)"
         )
-    if values.get("save_baseline") is not None and suite not in (None, "gate"):
+    if values.get("save_baseline") is not None and (
+        suite not in (None, "gate") or trainer == "dpo" or values.get("distributed")
+    ):
         raise InputError(
             f"{spell('save_baseline')} stores the voice score, which only the gate suite "
-            f"measures; drop {spell('suite')} {suite} or {spell('save_baseline')}"
+            f"measures; run the gate suite (SFT, one process) or drop {spell('save_baseline')}"
         )
 
 
