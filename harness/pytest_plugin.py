@@ -102,7 +102,7 @@ class PrepareFailed(Exception):
     """The run could not be prepared (a bad model or data path): every item reports this once."""
 
     def __init__(self, error: Exception):
-        super().__init__(f"{error.__class__.__name__}: {error}")
+        super().__init__(_respell(f"{error.__class__.__name__}: {error}"))
         self.error = error
 
 
