@@ -89,7 +89,8 @@ def read_jsonl(path: Path, kind: str | None = None) -> list[dict]:
 def row_checker(first: dict, kind: str, where: str):
     """What every row must hold, decided by the first row as mlx-lm decides its format."""
     if kind == "dpo":
-        return lambda row: _strings(row, ("prompt", "chosen", "rejected"), "a DPO row")
+        keys = ("prompt", "chosen", "rejected")
+        return lambda row: _strings(row, keys, "a DPO row (prompt, chosen and rejected)")
     if "prompt" in first and "completion" in first:
         return lambda row: _strings(row, ("prompt", "completion"), "a completions row")
     if "messages" in first:
