@@ -29,25 +29,68 @@ def _active(config) -> bool:
     return bool(config.getoption("lora_model") or config.getoption("lora_suite"))
 
 
+def pytest_configure(config) -> None:
+    """Bad --lora- options are a usage error before collection, never an INTERNALERROR."""
+    if _active(config):
+        from lora_harness.core.errors import InputError
+        from lora_harness.models.sources import resolve
+
+        settings = _settings(config)
+        try:
+            resolve(settings.model)  # a wrong --lora-model is a usage error too
+        except InputError as error:
+            raise pytest.UsageError(f"lora-harness: {_respell(str(error))}") from None
+
+
 def _settings(config):
     if _SETTINGS not in config.stash:
+        from lora_harness.core.errors import InputError
         from lora_harness.runs.run import settings_from
+        from lora_harness.runs.validate import pytest_flag
 
         values = options.values_from_pytest(config, options.RUN_OPTIONS)
-        config.stash[_SETTINGS] = settings_from(values)
+        try:
+            config.stash[_SETTINGS] = settings_from(values, spell=pytest_flag)
+        except InputError as error:
+            raise pytest.UsageError(f"lora-harness: {_respell(str(error))}") from None
     return config.stash[_SETTINGS]
 
 
+def _respell(message: str) -> str:
+    """Name the plugin's flags (--lora-rank) where a deeper layer named the CLI's (--rank)."""
+    import re
+
+    names = [o.name for o in options.RUN_OPTIONS] + ["suite", "check"]
+    for name in sorted(names, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-])--{name}(?![\w-])", f"--lora-{name}", message)
+    return message
+
+
 def _context(config):
-    """The run context, prepared once per session on first use."""
+    """The run context, prepared once per session on first use; a failure is kept, not retried."""
     if _CONTEXT not in config.stash:
         from lora_harness.runs.run import prepare
 
         settings = _settings(config)
-        ctx = prepare(settings)
-        suites.plan(ctx, settings.check_names)  # e.g. untrained generations before training
-        config.stash[_CONTEXT] = ctx
-    return config.stash[_CONTEXT]
+        try:
+            ctx = prepare(settings)
+            suites.plan(ctx, settings.check_names)  # e.g. untrained generations before training
+        except Exception as error:
+            config.stash[_CONTEXT] = PrepareFailed(error)
+        else:
+            config.stash[_CONTEXT] = ctx
+    ctx = config.stash[_CONTEXT]
+    if isinstance(ctx, PrepareFailed):
+        raise ctx
+    return ctx
+
+
+class PrepareFailed(Exception):
+    """The run could not be prepared (a bad model or data path): every item reports this once."""
+
+    def __init__(self, error: Exception):
+        super().__init__(_respell(f"{error.__class__.__name__}: {error}"))
+        self.error = error
 
 
 class HealthCheckFailed(Exception):
@@ -79,6 +122,8 @@ class HealthCheckItem(pytest.Item):
             raise HealthCheckFailed(result)
 
     def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, PrepareFailed):
+            return f"lora-harness could not prepare the run: {excinfo.value}"
         if isinstance(excinfo.value, HealthCheckFailed):
             r = excinfo.value.result
             return (

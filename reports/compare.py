@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from lora_harness.core.errors import InputError
 
 # metric -> (where it lives in a report, which direction is better)
@@ -35,9 +37,17 @@ def parse_fail_on(items: list[str]) -> dict[str, float]:
                 "e.g. tokens_per_second:5%"
             )
         try:
-            gates[name] = float(pct.rstrip("%"))
+            value = float(pct.strip().rstrip("%"))
         except ValueError:
             raise InputError(f"--fail-on {item!r}: {pct!r} is not a percentage such as 5%")
+        if not math.isfinite(value) or value < 0:
+            raise InputError(
+                f"--fail-on {item!r}: the allowed worsening must be a finite percentage >= 0, "
+                "e.g. tokens_per_second:5%"
+            )
+        if name in gates:
+            raise InputError(f"--fail-on {name} is given twice; keep one threshold")
+        gates[name] = value
     return gates
 
 
@@ -77,6 +87,7 @@ def compare(before: dict, after: dict, gates: dict[str, float] | None = None) ->
         "before": before["run"]["id"],
         "after": after["run"]["id"],
         "hardware_differs": fingerprint(before) != fingerprint(after),
+        "lora_differs": lora_differences(before, after),
         "status_changes": changes,
         "metrics": metrics,
         "gates": gates,
@@ -84,10 +95,19 @@ def compare(before: dict, after: dict, gates: dict[str, float] | None = None) ->
     }
 
 
+def lora_differences(before: dict, after: dict) -> dict:
+    """LoRA settings that differ between the runs: name -> [before, after]."""
+    a, b = before.get("lora") or {}, after.get("lora") or {}
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
 def describe(result: dict) -> str:
     lines = [f"compare {result['before']} -> {result['after']}"]
     if result["hardware_differs"]:
         lines.append("  NOTE: different hardware; metric deltas compare machines, not code")
+    if result.get("lora_differs"):
+        changed = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in result["lora_differs"].items())
+        lines.append(f"  NOTE: different LoRA settings ({changed}); deltas compare settings too")
     for change in result["status_changes"]:
         lines.append(f"  {change['check']}: {change['before']} -> {change['after']}")
     if not result["status_changes"]:
@@ -109,7 +129,7 @@ def describe(result: dict) -> str:
 
 def compare_fleets(before: dict, after: dict, gates: dict[str, float] | None = None) -> dict:
     """Per-host status changes between two fleet summaries, and each host's run comparison."""
-    from lora_harness.reports.json_report import load
+    from lora_harness.reports.json_report import RUN_KINDS, load
 
     hosts_a = {h["name"]: h for h in before["hosts"]}
     hosts_b = {h["name"]: h for h in after["hosts"]}
@@ -121,7 +141,7 @@ def compare_fleets(before: dict, after: dict, gates: dict[str, float] | None = N
                 {"check": f"{name}: host", "before": a.get("status"), "after": b.get("status")}
             )
         if a.get("report") and b.get("report"):
-            result = compare(load(a["report"]), load(b["report"]), gates)
+            result = compare(load(a["report"], RUN_KINDS), load(b["report"], RUN_KINDS), gates)
             per_host[name] = result
             changes += [{**c, "check": f"{name}: {c['check']}"} for c in result["status_changes"]]
             regressions += [f"{name}: {m}" for m in result["regressions"]]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
+from lora_harness.reports.schema_check import first_problem
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
@@ -54,26 +56,71 @@ def dumps(document: dict) -> str:
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 
 
-def load(path: Path) -> dict:
-    """Read a report, refusing files that are not reports of a version we understand."""
-    try:
-        document = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path} not found; pass a report.json written by lora-harness run")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(
-            f"{path} is not valid JSON; pass a report.json written by lora-harness run"
-        )
+RUN_KINDS = ("run", "selftest", "bench")
+MAKE_ONE = "pass a report.json written by lora-harness run"
+
+
+def load(path: Path, kinds: tuple[str, ...] = (*RUN_KINDS, "fleet")) -> dict:
+    """Read a report, refusing files that are not reports of a kind and version we understand."""
+    document = _read_json(Path(path))
     if not isinstance(document, dict) or "schema_version" not in document:
-        raise InputError(f"{path} is not a lora-harness report (no schema_version)")
+        raise InputError(f"{path} is not a lora-harness report (no schema_version); {MAKE_ONE}")
     major = str(document["schema_version"]).split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
         raise InputError(
             f"{path} has schema_version {document['schema_version']}, this harness reads "
             f"{SCHEMA_VERSION}; re-render it with a matching lora-harness version"
         )
+    kind = document.get("kind")
+    if kind not in kinds:
+        raise InputError(f"{path} is {_kind_name(kind)}; here {_wanted(kinds)}")
+    problem = _fleet_problem(document) if kind == "fleet" else first_problem(document, schema())
+    if problem:
+        raise InputError(f"{path} is not a complete {kind} report ({problem}); {MAKE_ONE}")
     return document
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path} not found; {MAKE_ONE}")
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder; pass its report.json")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise InputError(f"{path} is not valid JSON; {MAKE_ONE}")
+
+
+def _kind_name(kind) -> str:
+    if kind == "fleet":
+        return "a fleet summary (lora-harness remote run)"
+    return f"a report of unknown kind {kind!r}"
+
+
+def _wanted(kinds) -> str:
+    if "fleet" in kinds:
+        return "pass a run report or a fleet summary"
+    return "pass the hosts' report.json files (each host's 'report' in the fleet summary)"
+
+
+def _fleet_problem(document: dict) -> str | None:
+    if not isinstance(document.get("run"), dict) or not isinstance(document["run"].get("id"), str):
+        return "run.id is missing"
+    hosts = document.get("hosts")
+    if not isinstance(hosts, list):
+        return "hosts is not a list"
+    for index, host in enumerate(hosts):
+        if not isinstance(host, dict) or not all(
+            isinstance(host.get(k), str) for k in ("name", "status")
+        ):
+            return f"hosts[{index}] needs a name and a status"
+        if host.get("report") is not None and not isinstance(host["report"], str):
+            return f"hosts[{index}].report is not a path"
+    if not isinstance(document.get("summary"), dict):
+        return "summary is missing"
+    return None
+
+
+@functools.cache
 def schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())

@@ -12,10 +12,16 @@ from lora_harness.reports import html, junit
 def write_html(
     path: Path, reports: list[dict], history_dir: Path | None = None, infrastructure=None
 ) -> Path:
-    histories = [
-        run_history.load(history_dir, r["environment"]) if history_dir else None for r in reports
-    ]
+    histories = [_history(history_dir, r) if history_dir else None for r in reports]
     return write_atomic(path, html.render(reports, histories, infrastructure))
+
+
+def _history(history_dir: Path, report: dict) -> list[dict]:
+    """The machine's past runs, ending with this one (appended to the file only after)."""
+    entries = run_history.load(history_dir, report["environment"])
+    if report.get("kind") == "run" and all(e.get("run_id") != report["run"]["id"] for e in entries):
+        entries.append(run_history.summary_of(report))
+    return entries
 
 
 def write_junit(path: Path, reports: list[dict]) -> Path:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from lora_harness.runs import suites
 
 pytest_plugins = ["pytester"]
@@ -95,3 +97,52 @@ def test_bad_plugin_input_is_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lora-model", "shape:gpt-9")
     assert result.ret != 0
     assert "unknown shape" in result.stdout.str() + result.stderr.str()
+
+
+def test_bad_option_value_is_a_usage_error_naming_the_plugin_flag(pytester):
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--lora-model", "shape:qwen2.5-7b", "--lora-rank", "0"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "--lora-rank must be >= 1" in output
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+
+
+def test_a_missing_model_folder_is_a_usage_error(pytester):
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lora-model", "./nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--lora-model ./nope: no such folder" in result.stderr.str()
+
+
+def test_a_failed_prepare_is_kept_not_retried_per_item(pytester):
+    pytester.makeconftest(
+        """
+        import lora_harness.runs.run as run
+
+        calls = []
+        real = run.prepare
+
+        def counting(*args, **kwargs):
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        run.prepare = counting
+
+        def pytest_sessionfinish(session):
+            print(f"prepare calls: {len(calls)}")
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        "--lora-model",
+        "shape:qwen2.5-7b",
+        "--lora-suite",
+        "structure",
+        "--lora-keys",
+        "self_attn.nope_proj",
+    )
+    result.assert_outcomes(failed=len(suites.STRUCTURE))
+    result.stdout.fnmatch_lines(["*prepare calls: 1*", "*could not prepare the run*"])

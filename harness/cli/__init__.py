@@ -1,13 +1,14 @@
 """`lora-harness`: one file per subcommand; this module wires them and maps errors to exit codes.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage, 3 an internal
-error (a crash of the harness itself, or a check that raised).
+error (a crash of the harness itself, or a check that raised); 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from lora_harness.core.errors import (
@@ -30,6 +31,22 @@ Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 internal error
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line that says where help is, like every other bad input."""
+
+    def error(self, message: str):
+        print(f"lora-harness: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so cleanup runs exactly as it does for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lora_harness.cli import (
         bench_cmd,
@@ -44,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         train_cmd,
     )
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lora-harness",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -70,15 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2), already printed
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    previous = _on_sigterm(_terminate)
     try:
         return args.handler(args)
     except InputError as error:
-        print(f"lora-harness: error: {error}", file=sys.stderr)
+        print(f"lora-harness: error: {_one_line(error)}", file=sys.stderr)
         return error.exit_code
+    except Terminated:
+        print("lora-harness: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("lora-harness: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -94,6 +118,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            _on_sigterm(previous)
+
+
+def _on_sigterm(handler):
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        return None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

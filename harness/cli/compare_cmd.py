@@ -9,6 +9,7 @@ from pathlib import Path
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
 from lora_harness.core.files import write_atomic
 from lora_harness.reports import compare, json_report
+from lora_harness.runs import validate
 
 
 def register(commands) -> None:
@@ -32,6 +33,7 @@ def register(commands) -> None:
 
 
 def handle(args) -> int:
+    validate.check_options(vars(args))
     gates = compare.parse_fail_on(args.fail_on)
     before, after = json_report.load(args.before), json_report.load(args.after)
     if (before.get("kind") == "fleet") != (after.get("kind") == "fleet"):

@@ -10,7 +10,7 @@ from lora_harness.cli.run_cmd import exit_code
 from lora_harness.core.errors import InputError
 from lora_harness.lora import expectations
 from lora_harness.models.sources import resolve
-from lora_harness.runs import options, suites
+from lora_harness.runs import options, suites, validate
 from lora_harness.runs.doctor import DoctorContext
 from lora_harness.runs.run import Settings, execute
 
@@ -33,6 +33,7 @@ def register(commands) -> None:
 
 
 def handle(args) -> int:
+    validate.check_options(vars(args))
     source = resolve(args.model)
     if not source.has_weights:
         raise InputError(

@@ -23,12 +23,17 @@ def add_output_args(parser, default_out: str = "lora-harness-out") -> None:
 
 
 def emit(report: dict, args, html: bool = True, path: Path | None = None) -> Path:
-    """Write OUT/<run-id>/report.json (+ HTML and JUnit), and --json PATH|-; returns the path."""
+    """Write OUT/<run-id>/ HTML and JUnit, then report.json, then --json PATH|-; returns the path.
+
+    report.json is written last: a run folder holding it is complete, so an interrupt
+    while the HTML renders never leaves a verdict without the rest.
+    """
     text = json_report.dumps(report)
     if path is None:
-        path = write_atomic(args.out / report["run"]["id"] / "report.json", text)
+        path = args.out / report["run"]["id"] / "report.json"
     if html:
         render.write_beside(path, report, getattr(args, "history", None))
+    write_atomic(path, text)
     if args.json == "-":
         sys.stdout.write(text)
     elif args.json:

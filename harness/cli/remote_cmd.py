@@ -9,12 +9,15 @@ from pathlib import Path
 
 from lora_harness.core.errors import EXIT_HOST_FAILED, EXIT_OK, InputError
 from lora_harness.core.files import write_atomic
+from lora_harness.core.validation import Rule
 from lora_harness.remote import collect, deploy, detached, fleet, inventory, names, ring
 from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.host_run import DEFAULT_DEADLINES_S, RemoteOptions
 from lora_harness.remote.redact import Redactor
 from lora_harness.reports import json_report, render
+from lora_harness.runs import validate
 from lora_harness.runs.run import new_run_id
+from lora_harness.runs.validate import argtype
 
 EPILOG = """\
 examples:
@@ -76,7 +79,12 @@ def _register_run(actions) -> None:
         metavar="SUMMARY.json",
         help="rerun only hosts that did not pass",
     )
-    add("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    add(
+        "--parallel",
+        type=argtype(Rule(int, minimum=1)),
+        default=4,
+        help="hosts at once (default 4)",
+    )
     add(
         "--distributed",
         action="store_true",
@@ -85,7 +93,7 @@ def _register_run(actions) -> None:
     )
     add(
         "--starting-port",
-        type=int,
+        type=argtype(Rule(int, minimum=1, maximum=65535)),
         default=ring.DEFAULT_STARTING_PORT,
         metavar="PORT",
         help=f"--distributed: rank i listens on PORT+i (default {ring.DEFAULT_STARTING_PORT}, as mlx.launch)",
@@ -188,7 +196,7 @@ def _connection_args(parser) -> None:
     for phase, default in DEFAULT_DEADLINES_S.items():
         add(
             f"--{phase}-timeout",
-            type=float,
+            type=argtype(Rule(float, above=0)),
             default=default,
             metavar="S",
             help=f"{phase} deadline in seconds (default {default})",
@@ -223,6 +231,7 @@ def _size(text: str) -> int:
 
 @_infrastructure
 def handle_train(args) -> int:
+    validate.check_forwarded(args.run_args, "train")
     hosts, run_id = _hosts(args), new_run_id()
     options = _options(args, args.out.resolve(), hosts)
     with deploy.build_wheel(args.wheelhouse) as build:
@@ -327,6 +336,7 @@ def _options(args, out: Path, hosts=()) -> RemoteOptions:
 
 
 def handle_run(args) -> int:
+    validate.check_forwarded(args.run_args, "run")
     hosts = _hosts(args)
     run_id = new_run_id()
     out = (args.out / run_id).resolve()

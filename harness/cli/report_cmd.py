@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lora_harness.core.errors import EXIT_OK, InputError
 from lora_harness.reports import json_report, render, screenshot
+from lora_harness.runs import validate
 
 
 def register(commands) -> None:
@@ -32,9 +33,10 @@ def register(commands) -> None:
 
 
 def handle(args) -> int:
+    validate.check_options(vars(args))
     if not args.html and not args.junit:
         raise InputError("nothing to write: pass --html PATH and/or --junit PATH")
-    documents = [json_report.load(path) for path in args.reports]
+    documents = [json_report.load(path, json_report.RUN_KINDS) for path in args.reports]
     if args.screenshot and not args.html:
         raise InputError("--screenshot renders the HTML page: pass --html PATH too")
     if args.html:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lora_harness.cli import progress
 from lora_harness.cli.output import add_output_args, emit
-from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
+from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, InputError
 from lora_harness.core.words import plural
 from lora_harness.reports import history
 from lora_harness.runs import options
@@ -52,14 +52,19 @@ def handle(args) -> int:
     show = progress.Progress(settings.lora.iters, enabled=not args.quiet and writer)
     show.note(f"lora-harness: preparing {settings.model or 'fixture:tiny'}")
     ctx = prepare(settings, step_callbacks=[show.on_step])
+    if args.save_baseline and not ctx.source.has_weights:
+        raise InputError(
+            f"--save-baseline needs a run that generates; {ctx.source.spec} is shape-only, "
+            "so use a model with weights"
+        )
     show.note(f"running {plural(len(settings.check_names), 'check')}")
     report = execute(settings, ctx, on_result=show.on_result)
     if not writer:
         _barrier()  # wait until rank 0 has written: a launcher ends everyone when one exits
         return exit_code(report["summary"])
-    if args.history:
+    path = emit(report, args, path=write_run_folder(report, ctx, args.out, write_report=False))
+    if args.history:  # only once the report it points to exists
         history.append(args.history, report)
-    path = emit(report, args, path=write_run_folder(report, ctx, args.out))
     if args.save_baseline:
         key = save_baseline(report, args.save_baseline)
         show.note(f"baseline saved to {args.save_baseline} under {key}")

@@ -30,6 +30,7 @@ def register(commands) -> None:
     parser.add_argument(
         "--save-every",
         type=int,
+        metavar="N",
         default=100,
         help="checkpoint every N steps (default 100; 0 = never)",
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import mlx.core as mx
 from mlx.utils import tree_unflatten
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import Rule, check, read_text
 
 
 def adapter_weights(model) -> dict[str, mx.array]:
@@ -22,9 +26,12 @@ def adapter_weights(model) -> dict[str, mx.array]:
 def save_adapter(
     model, lora, folder: Path, extra: dict | None = None, weights: dict | None = None
 ) -> Path:
-    """Write mlx-lm's adapter format: adapter_config.json + adapters.safetensors."""
+    """Write mlx-lm's adapter format: adapter_config.json + adapters.safetensors, atomically.
+
+    Tensors first, config last: mlx-lm (and the doctor) treat the config as the sign that
+    the folder is an adapter, so an interrupted save never looks like a complete one.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config = {
         "fine_tune_type": lora.fine_tune_type,
         "num_layers": lora.num_layers,
@@ -35,10 +42,35 @@ def save_adapter(
         "seed": lora.seed,
         **(extra or {}),
     }
-    (folder / "adapter_config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
     tensors = adapter_weights(model) if weights is None else weights
-    mx.save_safetensors(str(folder / "adapters.safetensors"), tensors)
+    if folder.exists():  # e.g. train's folder with metrics and checkpoints: replace file by file
+        _replace(folder / "adapters.safetensors", lambda p: mx.save_safetensors(str(p), tensors))
+        _replace(folder / "adapter_config.json", lambda p: p.write_text(_config_text(config)))
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        mx.save_safetensors(str(staging / "adapters.safetensors"), tensors)
+        (staging / "adapter_config.json").write_text(_config_text(config))
+        staging.chmod(0o755)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _config_text(config: dict) -> str:
+    return json.dumps(config, indent=4, sort_keys=True)
+
+
+def _replace(path: Path, write) -> None:
+    """Write through a temporary name in the same folder, then rename over `path`."""
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def fuse_with_mlx_lm(model) -> None:
@@ -52,7 +84,18 @@ def fuse_with_mlx_lm(model) -> None:
         model.update_modules(tree_unflatten(fused))
 
 
+ADAPTER_RULES = {
+    "num_layers": Rule(int, minimum=1, also=(-1,)),
+    "lora_parameters.rank": Rule(int, minimum=1),
+    "lora_parameters.scale": Rule(float),
+    "lora_parameters.dropout": Rule(float, minimum=0, below=1),
+    "lora_parameters.keys": Rule(list, items=str),
+}
+REWRITE = "rewrite it as mlx_lm.lora writes it, or train the adapter again"
+
+
 def read_adapter_config(folder: Path) -> dict:
+    """adapter_config.json, checked: lora_parameters with rank and scale of the right types."""
     path = Path(folder) / "adapter_config.json"
     if not Path(folder).is_dir():
         raise InputError(
@@ -62,20 +105,30 @@ def read_adapter_config(folder: Path) -> dict:
         raise InputError(
             f"{path} is missing; an adapter folder needs adapter_config.json and adapters.safetensors"
         )
+    text = read_text(path, "adapter config", REWRITE)
     try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON (line {exc.lineno}); rewrite it or retrain")
-    if not isinstance(config, dict) or not isinstance(config.get("lora_parameters", {}), dict):
+        config = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InputError(f"{path} is not valid JSON; {REWRITE}")
+    if not isinstance(config, dict) or not isinstance(config.get("lora_parameters"), dict):
         raise InputError(
-            f"{path} has no lora_parameters mapping; it is not an mlx-lm adapter config"
+            f"{path} has no lora_parameters mapping; it is not an mlx-lm LoRA adapter config ({REWRITE})"
         )
+    parameters = config["lora_parameters"]
+    for key in ("rank", "scale"):
+        if key not in parameters:
+            raise InputError(f"{path}: lora_parameters has no {key!r}; {REWRITE}")
+    for name, rule in ADAPTER_RULES.items():
+        section, _, key = name.rpartition(".")
+        holder = parameters if section else config
+        if holder.get(key) is not None:
+            holder[key] = check(f"{name} in {path}", holder[key], rule)
     return config
 
 
 def read_adapter_tensors(folder: Path) -> dict[str, mx.array]:
     path = Path(folder) / "adapters.safetensors"
-    if not path.exists():
+    if not path.is_file():
         raise InputError(
             f"{path} is missing; train the adapter again or point --adapter-path at the right folder"
         )
@@ -84,9 +137,18 @@ def read_adapter_tensors(folder: Path) -> dict[str, mx.array]:
         mx.eval(tensors)
     except Exception as exc:  # mlx raises RuntimeError/ValueError variants for corrupt files
         raise InputError(
-            f"{path} cannot be read ({str(exc).splitlines()[0][:120]}); the file is corrupt or truncated"
+            f"{path} cannot be read, it is corrupt or truncated ({_first_line(exc)}); "
+            "train the adapter again or copy it anew"
         )
+    if not isinstance(tensors, dict) or not tensors:
+        raise InputError(f"{path} holds no tensors; train the adapter again")
     return tensors
+
+
+def _first_line(exc: Exception, limit: int = 200) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else exc.__class__.__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 class AdapterRejected(Exception):

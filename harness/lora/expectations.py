@@ -10,9 +10,11 @@ a mixture-of-experts SwitchLinear gets one (lora_a, lora_b) pair stacked over it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import did_you_mean
 from lora_harness.lora.lora_config import LoRAConfig
 
 ADAPTER_LEAVES = ("lora_a", "lora_b")
@@ -172,14 +174,16 @@ def parse_pins(items: list[str]) -> dict[str, float]:
                 f"--expect {item!r} is not NAME=VALUE; e.g. --expect trainable_arrays=392"
             )
         if name not in PINNABLE:
-            raise InputError(
-                f"--expect {name}: unknown name; use one of {', '.join(sorted(PINNABLE))}"
-            )
+            raise InputError(f"--expect {name}: unknown name; {did_you_mean(name, PINNABLE)}")
         try:
             number = float(raw)
         except ValueError:
             raise InputError(
                 f"--expect {item!r}: {raw!r} is not a number; e.g. --expect {name}=392"
+            )
+        if not math.isfinite(number) or number < 0:
+            raise InputError(
+                f"--expect {item!r}: pin a finite count >= 0, e.g. --expect {name}=392"
             )
         pins[name] = int(number) if number.is_integer() else number
     return pins

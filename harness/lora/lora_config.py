@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from lora_harness.core.errors import InputError
 
@@ -89,36 +88,3 @@ def coerce_field(name: str, value):
 def parse_keys(text: str) -> list[str]:
     """`self_attn.q_proj, self_attn.v_proj` -> ['self_attn.q_proj', 'self_attn.v_proj']."""
     return [key.strip() for key in text.split(",") if key.strip()]
-
-
-def load_yaml_config(path: Path) -> dict:
-    """Read an mlx_lm.lora-style YAML config and map it onto LoRAConfig's fields."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise InputError(f"config file {path} does not exist; pass an existing YAML file to -c")
-    except yaml.YAMLError as exc:
-        raise InputError(f"config file {path} is not valid YAML ({exc.__class__.__name__}); fix it")
-    if not isinstance(raw, dict):
-        raise InputError(f"config file {path} must hold a mapping of option: value")
-    return fields_from_mlx_lm(raw, path)
-
-
-LORA_PARAMETER_KEYS = ("rank", "scale", "dropout", "keys")
-
-
-def fields_from_mlx_lm(raw: dict, path) -> dict:
-    """LoRAConfig fields from an mlx-lm mapping (a -c YAML config or an adapter_config.json):
-    top-level names as they are, and `lora_parameters {rank, scale, dropout, keys}` unnested."""
-    values = {k: v for k, v in raw.items() if k in LoRAConfig.__dataclass_fields__}
-    lora_parameters = raw.get("lora_parameters") or {}
-    if not isinstance(lora_parameters, dict):
-        raise InputError(f"{path}: lora_parameters must be a mapping of rank, scale, dropout, keys")
-    values.update({k: lora_parameters[k] for k in LORA_PARAMETER_KEYS if k in lora_parameters})
-    if "alpha" in lora_parameters and "scale" not in lora_parameters:
-        raise InputError(
-            f"{path}: lora_parameters has 'alpha' but mlx-lm uses an absolute 'scale'; rename it"
-        )
-    return values

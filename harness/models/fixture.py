@@ -70,9 +70,56 @@ def fixture_path(name: str = "tiny") -> Path:
         known = ", ".join(f"fixture:{n}" for n in RECIPES)
         raise InputError(f"unknown fixture {name!r}; available: {known}")
     folder = cache_root() / "fixtures" / f"{recipe.name}-{recipe.digest()}"
+    if folder.exists() and (problem := verify(folder)):
+        import sys
+
+        print(
+            f"lora-harness: the cached fixture:{recipe.name} in {folder} cannot be trusted "
+            f"({problem}); rebuilding it",
+            file=sys.stderr,
+        )
+        _discard(folder)
     if not (folder / "config.json").exists():
         _build_atomically(recipe, folder)
     return folder
+
+
+MANIFEST = "fixture_manifest.json"
+
+
+def verify(folder: Path) -> str | None:
+    """What is wrong with a cached fixture folder, or None when every file matches its hash."""
+    try:
+        expected = json.loads((folder / MANIFEST).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"it has no readable {MANIFEST}: an older harness or an interrupted build made it"
+    for name, digest in expected.items():
+        try:
+            actual = _sha256(folder / name)
+        except OSError:
+            return f"{name} is missing"
+        if actual != digest:
+            return f"{name} does not match its hash"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_manifest(folder: Path) -> None:
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    _write_json(folder / MANIFEST, {"sha256": {name: _sha256(folder / name) for name in files}})
+
+
+def _discard(folder: Path) -> None:
+    # Rename first: another process never sees a half-deleted folder as a fixture.
+    aside = folder.with_name(f".{folder.name}-corrupt-{os.getpid()}")
+    try:
+        folder.rename(aside)
+    except OSError:
+        return  # another process moved it already
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def export(name: str, destination: Path) -> Path:
@@ -101,6 +148,7 @@ def _build_atomically(recipe: FixtureRecipe, folder: Path) -> None:
         texts = corpus.mixed_corpus(recipe.corpus_per_voice, seed=recipe.seed)
         _write_tokenizer(recipe, texts, staging)
         _write_model(recipe, texts, staging)
+        _write_manifest(staging)  # last: a folder without it is never trusted
         try:
             staging.rename(folder)
         except OSError:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import Rule, check, read_text
 from lora_harness.models import fixture, shapes
 
 DEFAULT_MODEL = "fixture:tiny"
@@ -35,14 +36,18 @@ class ModelSource:
             return build_from_config(self.config), None
         import mlx_lm
 
+        check_model_folder(self.path)
         try:
             return mlx_lm.load(str(self.path))
         except FileNotFoundError:
             raise InputError(
                 f"{self.path} has no model*.safetensors; convert the model with mlx_lm.convert first"
             )
-        except ValueError as exc:
-            raise InputError(f"mlx-lm cannot load {self.path}: {str(exc).splitlines()[0]}")
+        except (ValueError, RuntimeError, OSError, KeyError, IndexError) as exc:
+            raise InputError(
+                f"mlx-lm cannot load {self.path}: {summary(exc)}; re-download or re-convert "
+                "the model (mlx_lm.convert)"
+            )
 
     def describe(self) -> dict:
         return {
@@ -54,6 +59,31 @@ class ModelSource:
             "hidden_size": self.config.get("hidden_size"),
             "has_weights": self.has_weights,
         }
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")
+
+
+def check_model_folder(path: Path) -> None:
+    """Weights and a tokenizer must both be there before mlx-lm is asked to load them."""
+    if not list(Path(path).glob("model*.safetensors")):
+        raise InputError(
+            f"{path} has no model*.safetensors; convert the model with mlx_lm.convert first"
+        )
+    if not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
+        raise InputError(
+            f"{path} has no tokenizer ({', '.join(TOKENIZER_FILES)}); copy the tokenizer "
+            "files from the original model into the folder"
+        )
+
+
+def summary(exc: Exception, limit: int = 200) -> str:
+    """An exception's first line, shortened at a word boundary, never mid-word."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else exc.__class__.__name__
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return text
 
 
 def resolve(spec: str | None) -> ModelSource:
@@ -106,14 +136,19 @@ def _model_classes(config: dict):
 def read_config(path: Path) -> dict:
     if not path.exists():
         raise InputError(f"{path} not found; a model folder needs the config.json mlx-lm writes")
+    text = read_text(path, "model config", "a model folder needs the config.json mlx-lm writes")
     try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON (line {exc.lineno}); fix or re-download it")
+        config = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        line = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError(f"{path} is not valid JSON{line}; fix or re-download it")
     if not isinstance(config, dict) or "model_type" not in config:
         raise InputError(f"{path} has no model_type; it is not a model config.json")
     if "num_hidden_layers" not in config and "text_config" not in config:
         raise InputError(f"{path} has no num_hidden_layers; it is not a language-model config")
+    for key in ("num_hidden_layers", "hidden_size", "vocab_size"):
+        if key in config:
+            check(f"{key} in {path}", config[key], Rule(int, minimum=1))
     return config
 
 

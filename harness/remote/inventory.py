@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import Rule, check, check_keys, read_text
 from lora_harness.remote import names
 
 DEFAULT_WORK_DIR = "~/.lora-harness"
@@ -68,11 +69,27 @@ class Host:
         return self
 
 
+PORT = Rule(int, minimum=1, maximum=65535, hint="an SSH port such as 22")
+HOST_RULES = {
+    "name": Rule(str),
+    "hostname": Rule(str),
+    "user": Rule(str),
+    "port": PORT,
+    "identity_file": Rule(str, hint="one key file path, e.g. ~/.ssh/id_ed25519"),
+    "python": Rule(str),
+    "work_dir": Rule(str),
+    "labels": Rule(list, items=str, hint='e.g. labels = ["m2-ultra"]'),
+    "ips": Rule(list, items=str, hint='e.g. ips = ["10.0.0.1"]'),
+    "trust_new": Rule(bool, hint="trust_new = true trusts this host's key on first contact"),
+}
+DEFAULT_KEYS = [k for k in HOST_RULES if k not in ("name", "hostname")]
+
+
 def parse_host(spec: str) -> Host:
     """`user@host[:port]` (user and port optional)."""
     user, _, rest = spec.rpartition("@")
     hostname, _, port = rest.partition(":")
-    if not hostname:
+    if not hostname or (user == "" and "@" in spec):
         raise InputError(f"--host {spec!r}: expected user@host[:port]")
     where = f"--host {spec!r}"
     number = names.check_port(port, where) if port else 22
@@ -80,43 +97,59 @@ def parse_host(spec: str) -> Host:
 
 
 def load_fleet(path: Path) -> list[Host]:
+    """The hosts of a fleet TOML; unknown keys, wrong types and bad ports are errors."""
+    document = _read_toml(path)
+    check_keys(document, ["defaults", "hosts"], f"--hosts {path}")
+    defaults = document.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise InputError(f"--hosts {path}: defaults must be a [defaults] table")
+    entries = document.get("hosts") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError(f"--hosts {path}: hosts must be [[hosts]] tables")
+    if not entries:
+        raise InputError(f"--hosts {path} lists no [[hosts]]; add one per machine")
+    check_keys(defaults, DEFAULT_KEYS, f"--hosts {path} [defaults]")
+    hosts = []
+    for number, entry in enumerate(entries, start=1):
+        where = f"--hosts {path} [[hosts]] #{number}"
+        check_keys(entry, HOST_RULES, where)
+        merged = {**defaults, **entry}
+        if "hostname" not in merged:
+            raise InputError(f"{where} needs a hostname")
+        for key, value in merged.items():
+            check(f"{where}: {key}", value, HOST_RULES[key])
+        hosts.append(_host(merged, where))
+    host_names = [h.name for h in hosts]
+    if duplicate := next((n for n in host_names if host_names.count(n) > 1), None):
+        raise InputError(f"--hosts {path}: two hosts are named {duplicate!r}; give each a name")
+    return hosts
+
+
+def _read_toml(path: Path) -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
+    text = read_text(path, "--hosts", "write a fleet TOML (see lora-harness remote run --help)")
     try:
-        document = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(
-            f"--hosts {path} not found; write a fleet TOML (see lora-harness remote run --help)"
-        )
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"--hosts {path} is not valid TOML: {exc}")
-    defaults = document.get("defaults", {})
-    entries = document.get("hosts") or []
-    if not entries:
-        raise InputError(f"--hosts {path} lists no [[hosts]]")
-    hosts = []
-    for entry in entries:
-        merged = {**defaults, **entry}
-        if "hostname" not in merged:
-            raise InputError(f"--hosts {path}: every [[hosts]] entry needs a hostname")
-        where = f"--hosts {path}"
-        hosts.append(
-            Host(
-                name=str(merged.get("name", merged["hostname"])),
-                hostname=names.check_hostname(merged["hostname"], where),
-                user=names.check_user(merged.get("user"), where),
-                port=names.check_port(merged.get("port", 22), where),
-                identity_files=[merged["identity_file"]] if merged.get("identity_file") else [],
-                python=merged.get("python", "python3"),
-                work_dir=merged.get("work_dir", DEFAULT_WORK_DIR),
-                labels=list(merged.get("labels", [])),
-                ips=[str(ip) for ip in merged.get("ips", [])],
-                trust_new=merged.get("trust_new") is True,
-            )
-        )
-    return hosts
+
+
+def _host(merged: dict, where: str) -> Host:
+    return Host(
+        name=str(merged.get("name", merged["hostname"])),
+        hostname=names.check_hostname(merged["hostname"], where),
+        user=names.check_user(merged.get("user"), where),
+        port=names.check_port(merged.get("port", 22), where),
+        identity_files=[merged["identity_file"]] if merged.get("identity_file") else [],
+        python=merged.get("python", "python3"),
+        work_dir=merged.get("work_dir", DEFAULT_WORK_DIR),
+        labels=list(merged.get("labels", [])),
+        ips=[str(ip) for ip in merged.get("ips", [])],
+        trust_new=merged.get("trust_new") is True,
+    )
 
 
 def apply_ssh_config(host: Host, config_path: Path | None = None) -> Host:

@@ -34,9 +34,15 @@ def read(path: Path) -> dict:
         return {"schema_version": FORMAT_VERSION, "baselines": {}}
     try:
         document = json.loads(path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InputError(f"baseline file {path} is not valid JSON; fix or delete it")
-    if not isinstance(document, dict) or document.get("schema_version") != FORMAT_VERSION:
+    except IsADirectoryError:
+        raise InputError(f"baseline file {path} is a folder; pass a file")
+    if (
+        not isinstance(document, dict)
+        or document.get("schema_version") != FORMAT_VERSION
+        or not isinstance(document.get("baselines"), dict)
+    ):
         raise InputError(
             f"baseline file {path} is not a version-{FORMAT_VERSION} lora-harness baseline file"
         )

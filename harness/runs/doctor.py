@@ -17,9 +17,8 @@ from lora_harness.lora.adapters import adapter_disabled
 from lora_harness.lora.lora_config import (
     FINE_TUNE_TYPES,
     LoRAConfig,
-    coerce_field,
-    fields_from_mlx_lm,
 )
+from lora_harness.runs import validate
 from lora_harness.runs.context import RunContext
 from lora_harness.runs.generation_part import GenerationPart
 from lora_harness.runs.model_part import ModelPart
@@ -30,13 +29,13 @@ ADAPTER_FIELDS = ("fine_tune_type", "num_layers", "rank", "scale", "dropout", "k
 
 def lora_from_adapter_config(config: dict, path: Path) -> LoRAConfig:
     """The LoRA settings an adapter was trained with; absent keys take mlx_lm.lora's defaults."""
-    fields = fields_from_mlx_lm(config, path)
+    fields = validate.fields_from_mlx_lm(config, path)
     if fields.get("fine_tune_type", "lora") not in FINE_TUNE_TYPES:
         raise InputError(
             f"{path}: fine_tune_type {fields['fine_tune_type']!r} has no LoRA adapter to doctor"
         )
     fields.setdefault("num_layers", MLX_LM_DEFAULT_NUM_LAYERS)
-    lora = LoRAConfig(**{k: coerce_field(k, fields[k]) for k in ADAPTER_FIELDS if k in fields})
+    lora = LoRAConfig(**{k: fields[k] for k in ADAPTER_FIELDS if k in fields})
     lora.validate()
     return lora
 

@@ -40,7 +40,8 @@ def train_to_folder(settings: Settings, folder: Path, save_every: int, on_step=N
         iterate_batches(dataset, lora.batch_size, lora.max_seq_length, loop=True, seed=lora.seed),
         lora.iters,
     )
-    with open(folder / METRICS_FILE, "a") as metrics_file:
+    # A fresh file: steps of an earlier run in this folder must not read as this one's.
+    with open(folder / METRICS_FILE, "w") as metrics_file:
 
         def record(metrics: dict) -> None:
             metrics_file.write(json.dumps(metrics) + "\n")

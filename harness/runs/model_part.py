@@ -57,7 +57,7 @@ class ModelPart:
 
     @cached_property
     def dpo_rows(self) -> list[dict]:
-        return data.load_rows(self.data_dir) if self.data_dir else dpo.default_pairs()
+        return data.load_rows(self.data_dir, kind="dpo") if self.data_dir else dpo.default_pairs()
 
     @cached_property
     def training_dataset(self):

@@ -10,13 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lora_harness.core.errors import InputError
-from lora_harness.lora.lora_config import (
-    FINE_TUNE_TYPES,
-    LoRAConfig,
-    coerce_field,
-    load_yaml_config,
-    parse_keys,
-)
+from lora_harness.lora.lora_config import FINE_TUNE_TYPES, LoRAConfig, coerce_field, parse_keys
 from lora_harness.models.sources import DEFAULT_MODEL
 from lora_harness.runs import suites
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
@@ -245,9 +239,11 @@ def values_from_pytest(config, options: list[Option]) -> dict:
 
 def lora_config_from(values: dict) -> LoRAConfig:
     """Defaults < YAML config < explicit flags; `values` maps option dests to parsed values."""
+    from lora_harness.runs import validate
+
     merged: dict = {}
     if values.get("config"):
-        merged.update(load_yaml_config(values["config"]))
+        merged.update(validate.read_config(values["config"]))
     for name in LoRAConfig.__dataclass_fields__:
         if values.get(name) is not None:
             merged[name] = values[name]

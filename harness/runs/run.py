@@ -21,7 +21,7 @@ from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
 from lora_harness.models.sources import ModelSource
 from lora_harness.reports import json_report
-from lora_harness.runs import environment, options, suites
+from lora_harness.runs import environment, options, suites, validate
 from lora_harness.runs.context import RunContext
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 from lora_harness.text.generation import GenerationSettings
@@ -43,8 +43,13 @@ class Settings:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
-def settings_from(values: dict) -> Settings:
-    """Validate option values (dest -> value) into Settings; raises InputError on bad input."""
+def settings_from(values: dict, spell=validate.cli_flag) -> Settings:
+    """Validate option values (dest -> value) into Settings; raises InputError on bad input.
+
+    `spell` names an option as the front end spells it (--rank, --lora-rank).
+    """
+    validate.check_options(values, spell)
+    validate.check_run(values, spell)
     lora, recipe = _with_fault(
         options.lora_config_from(values), values.get("inject_fault"), values.get("recipe")
     )
@@ -213,8 +218,13 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
-    """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path."""
+def write_run_folder(
+    report: dict, ctx: RunContext, out_dir: Path, write_report: bool = True
+) -> Path:
+    """Save the adapter (when trained) and the report under OUT/<run-id>/; returns report path.
+
+    With write_report=False only the adapter is saved: the caller writes report.json last.
+    """
     import shutil
 
     from lora_harness.lora.adapters import save_adapter
@@ -226,4 +236,6 @@ def write_run_folder(report: dict, ctx: RunContext, out_dir: Path) -> Path:
     elif ctx.trained:
         adapter = save_adapter(ctx.model.lora_model, ctx.lora, folder / "adapters")
         report["artifacts"]["adapter_path"] = str(adapter)
+    if not write_report:
+        return folder / "report.json"
     return write_atomic(folder / "report.json", json_report.dumps(report))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from lora_harness.core.checking import REGISTRY, Check, CheckResult
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import did_you_mean
 
 
 def all_checks() -> dict[str, type[Check]]:
@@ -93,7 +94,8 @@ def select(suite: str | None, names: list[str] | None) -> list[str]:
         unknown = [n for n in names if n not in registry]
         if unknown:
             raise InputError(
-                f"unknown check {unknown[0]!r}; run 'lora-harness list' to see the available checks"
+                f"unknown check {unknown[0]!r}; {did_you_mean(unknown[0], registry)} "
+                "('lora-harness list' shows every check)"
             )
         return list(dict.fromkeys(names))
     suite = suite or DEFAULT_SUITE

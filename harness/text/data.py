@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import read_text
 from lora_harness.text import corpus
 
 DEFAULT_VOICE = "folksy"
@@ -43,11 +44,12 @@ def read_texts(path: str, what: str) -> list[str]:
     if file.suffix == ".jsonl":
         rows = read_jsonl(file)
         texts = [row.get("text") or row.get("prompt") or "" for row in rows]
+        texts = [t if isinstance(t, str) else "" for t in texts]
     else:
-        texts = file.read_text().splitlines()
+        texts = read_text(file, what, "pass a .txt file, one text per line").splitlines()
     texts = [t.strip() for t in texts if t and t.strip()]
     if not texts:
-        raise InputError(f"{what} {path} holds no text")
+        raise InputError(f"{what} {path} holds no text; one non-empty text per line (or row)")
     return texts
 
 
@@ -58,36 +60,83 @@ def data_fingerprint(rows: list[dict]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        raise InputError(
-            f"{path} not found; --data must be a folder with train.jsonl (mlx-lm format)"
-        )
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+JSONL_REMEDY = "each line must be one JSON object in mlx-lm's format"
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+
+
+def read_jsonl(path: Path, kind: str | None = None) -> list[dict]:
+    """The rows of a .jsonl file; with `kind` ("sft" or "dpo") every row is checked for it."""
+    text = read_text(path, "training data", f"--data must be a folder with {Path(path).name}")
+    rows, check_row = [], None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(
-                f"{path}:{number} is not valid JSON; each line must be one JSON object"
-            )
+        except (json.JSONDecodeError, RecursionError):
+            raise InputError(f"{path}:{number} is not valid JSON; {JSONL_REMEDY}")
         if not isinstance(row, dict):
             raise InputError(f'{path}:{number} must be a JSON object such as {{"text": ...}}')
+        if kind is not None:
+            check_row = check_row or row_checker(row, kind, f"{path}:{number}")
+            problem = check_row(row)
+            if problem:
+                raise InputError(f"{path}:{number}: {problem}")
         rows.append(row)
     if not rows:
         raise InputError(f"{path} has no rows; add training examples")
     return rows
 
 
-def load_rows(data_dir: str | None, split: str = "train") -> list[dict]:
+def row_checker(first: dict, kind: str, where: str):
+    """What every row must hold, decided by the first row as mlx-lm decides its format."""
+    if kind == "dpo":
+        keys = ("prompt", "chosen", "rejected")
+        return lambda row: _strings(row, keys, "a DPO row (prompt, chosen and rejected)")
+    if "prompt" in first and "completion" in first:
+        return lambda row: _strings(row, ("prompt", "completion"), "a completions row")
+    if "messages" in first:
+        return _chat_problem
+    if "text" in first:
+        return lambda row: _strings(row, ("text",), "a text row")
+    raise InputError(
+        f"{where}: no mlx-lm format (keys {sorted(first)[:5]}); rows need "
+        '"text", "messages" or "prompt" and "completion"'
+    )
+
+
+def _strings(row: dict, keys: tuple, what: str) -> str | None:
+    for key in keys:
+        value = row.get(key)
+        if not isinstance(value, str):
+            got = "it is missing" if key not in row else f"got {type(value).__name__}"
+            return f'{what} needs a string "{key}" ({got}); every row must have the first row\'s format'
+        if not value.strip():
+            return f'"{key}" is empty; remove the row or give it text'
+    return None
+
+
+def _chat_problem(row: dict) -> str | None:
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return 'a chat row needs a non-empty "messages" list like the first row'
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages[{index}] must be an object with role and content"
+        if message.get("role") not in CHAT_ROLES:
+            return f"messages[{index}] has role {message.get('role')!r}; use one of {', '.join(CHAT_ROLES)}"
+        if not isinstance(message.get("content"), str):
+            return f'messages[{index}] needs a string "content"'
+    return None
+
+
+def load_rows(data_dir: str | None, split: str = "train", kind: str = "sft") -> list[dict]:
     if data_dir is None:
         return default_rows()
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
         raise InputError(f"--data {data_dir} is not a folder; pass a folder holding {split}.jsonl")
-    return read_jsonl(folder / f"{split}.jsonl")
+    return read_jsonl(folder / f"{split}.jsonl", kind)
 
 
 def tokenized_dataset(rows: list[dict], tokenizer, mask_prompt: bool = False):

@@ -83,8 +83,11 @@ def load_scorer(spec: str | None) -> Callable[[list[str], list[str]], float]:
         raise InputError(f"--voice-scorer {spec!r} must look like module:callable")
     try:
         scorer = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(f"--voice-scorer {spec}: cannot import it ({exc}); check the module path")
+    except Exception as exc:  # the user's module may fail to import in any way
+        raise InputError(
+            f"--voice-scorer {spec}: cannot import it ({exc.__class__.__name__}: {exc}); "
+            "check the module path and that the module imports"
+        )
     if not callable(scorer):
         raise InputError(f"--voice-scorer {spec} is not callable")
     return scorer
