@@ -25,6 +25,7 @@ from lora_harness.text.generation import GenerationSettings
 
 CAPABILITIES = {
     "weights": "{spec} is shape-only: weights are never materialised",
+    "generation": "random weights: {spec} has learned no text, so its generations say nothing",
     "dpo": "a DPO check: run with --trainer dpo",
     "distributed": "a distributed check: launch with mlx.launch ... lora-harness run --distributed",
 }
@@ -67,6 +68,8 @@ class RunContext:
     def offers(self, capability: str) -> bool:
         if capability == "weights":
             return self.source.has_weights
+        if capability == "generation":
+            return self.source.has_weights and not self.source.random_weights
         if capability == "dpo":
             return self.trainer_kind == "dpo"
         if capability == "distributed":
