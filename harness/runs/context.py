@@ -11,6 +11,7 @@ shape-only 7B model never touches a weight.
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 
 from lora_harness.lora import recipe as recipes
@@ -58,6 +59,7 @@ class RunContext:
         # Context parts that must be built before training moves the adapters.
         self.before_training: set[str] = set()
         self._training: TrainingOutcome | Exception | None = None
+        self.training_seconds: float | None = None  # booked apart from the check that asked
 
     # Shortcuts to what every front end reads.
     source = property(lambda self: self.model.source)
@@ -85,10 +87,12 @@ class RunContext:
     def training(self) -> TrainingOutcome:
         """The short training run, done once; a failure is kept and re-raised, never retried."""
         if self._training is None:
+            started = time.perf_counter()
             try:
                 self._training = self._train()
             except Exception as error:
                 self._training = error
+            self.training_seconds = time.perf_counter() - started
         if isinstance(self._training, Exception):
             raise self._training
         return self._training
