@@ -7,6 +7,7 @@ import mlx.nn as nn
 
 from lora_harness.bench import bench, spread, swap
 from lora_harness.cli.bench_cmd import describe
+from lora_harness.reports import bench_figures
 
 
 def test_an_interval_covering_one_is_within_noise_and_one_above_is_not():
@@ -53,3 +54,30 @@ def test_the_bench_line_shows_the_seconds_behind_the_ratio():
         }
     )
     assert "harness_s 1.5" in line and "mlx_lm_s 1.575" in line and "within noise" in line
+
+
+def _fleet(step_over_forward: float, run_id: str) -> dict:
+    figures = {name: 1.0 for name in bench_figures.FIGURES}
+    host = {"name": "studio-0", "status": "passed", "report": None}
+    return {
+        "kind": "fleet",
+        "run": {"id": run_id},
+        "hosts": [
+            {**host, "bench": {"figures": {**figures, "step_over_forward": step_over_forward}}}
+        ],
+    }
+
+
+def test_compare_of_two_fleet_benches_flags_the_host_that_regressed(tmp_path):
+    import json
+
+    from lora_harness.reports import compare
+
+    same = compare.compare_fleets(_fleet(2.0, "a"), _fleet(2.02, "b"))
+    assert same["regressions"] == []
+    worse = compare.compare_fleets(_fleet(2.0, "a"), _fleet(3.0, "b"))
+    assert worse["regressions"] == ["studio-0: step_over_forward"]
+    assert "studio-0: step_over_forward: 2 -> 3  REGRESSION" in compare.describe(worse)
+    gated = compare.compare_fleets(_fleet(2.0, "a"), _fleet(3.0, "b"), {"step_over_forward": 60})
+    assert gated["regressions"] == []
+    json.dumps(worse)  # the --json output

@@ -12,6 +12,7 @@ from pathlib import Path
 from lora_harness.remote import deploy, ring, shell
 from lora_harness.remote.connection import HostFailure, KeepaliveMonitor, connect
 from lora_harness.remote.inventory import Host
+from lora_harness.reports.bench_figures import figures
 
 # Starts the command as leader of a new process group and records its pid, so a deadline or
 # Ctrl-C can kill the whole group from a second channel (exec_command's timeout does not, #2510).
@@ -38,6 +39,7 @@ class RemoteOptions:
     )
     echo: bool = True
     ring: ring.RingPlan | None = None  # --distributed: one rank per host
+    subcommand: str = "run"  # what runs on each host: run, or bench (remote bench)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class HostResult:
     deploy: dict = field(default_factory=dict)
     host: dict = field(default_factory=dict)
     exit_status: int | None = None
+    bench: dict | None = None  # remote bench: the host's figures and measurements
 
 
 def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> HostResult:
@@ -108,7 +111,7 @@ def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive):
         venv_python,
         "-m",
         "lora_harness",
-        "run",
+        options.subcommand,
         "--out",
         f"{run_dir}/out",
         *options.run_args,
@@ -199,6 +202,18 @@ def _judge(result: HostResult, completed, report: Path | None, connection_dead: 
         tail = completed.stderr_tail.strip().splitlines()[-1:] or [""]
         result.message = f"{why}: {tail[0]}".rstrip(": ")
         return
-    verdict = json.loads(report.read_text())["summary"]["verdict"]
+    document = json.loads(report.read_text())
+    if document.get("kind") == "bench":
+        _judge_bench(result, completed, document)
+        return
+    verdict = document["summary"]["verdict"]
     result.status = {"pass": "passed", "fail": "failed"}.get(verdict, "error")
     result.message = f"verdict {verdict}"
+
+
+def _judge_bench(result: HostResult, completed, document: dict) -> None:
+    """A bench has no verdict: it passed if it finished; its figures come home in fleet.json."""
+    result.bench = {"figures": figures(document), "measurements": document["bench"]}
+    finished = completed.exit_status == 0
+    result.status = "passed" if finished else "error"
+    result.message = "bench collected" if finished else f"bench exited {completed.exit_status}"
