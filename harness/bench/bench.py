@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import io
 import statistics
 import tempfile
@@ -172,7 +173,11 @@ def check_overhead(source: ModelSource, lora: LoRAConfig, steps: int, pairs: int
     """Training with the in-training checks (fingerprints, gradient names) / without."""
     lora = dataclasses.replace(lora, iters=steps)
     _checked_pair(source, lora)  # warm-up: kernels built once per process, not per side
-    samples = [_checked_pair(source, lora) for _ in range(pairs)]
+    gc.collect()
+    samples = []
+    for _ in range(pairs):
+        samples.append(_checked_pair(source, lora))
+        gc.collect()  # a run context holds itself in cycles: free its model before the next
     ratios = [s["with_checks_s"] / s["plain_s"] for s in samples]
     after_compile = [
         (s["with_checks_s"] - s["with_checks_compile_s"]) / (s["plain_s"] - s["plain_compile_s"])

@@ -11,8 +11,8 @@ reduced on the device to two wrapping 64-bit sums:
 Both are exact integer sums, so the digest is the same on every backend and every run.
 On a GPU one custom kernel per tensor reads the weights once, at memory speed, with no
 temporaries (`kernels.py`); elsewhere, or if the kernel cannot be built, the same sums are
-taken in MLX ops over pieces. Tensors are batched into one evaluation per BATCH_BYTES, so
-a 7B model costs a handful of host syncs rather than one per piece.
+taken in MLX reductions. Tensors are batched into one evaluation per BATCH_BYTES, so a
+7B model costs one host sync rather than one per piece.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from lora_harness.core import fingerprint_kernels
 _UINT_OF_WIDTH = {1: mx.uint8, 2: mx.uint16, 4: mx.uint32, 8: mx.uint64}
 ROW = 4096  # words per row on the MLX-ops path
 MAX_ROWS = 1 << 16  # 16-bit lanes summed over <= 2^16 rows or columns cannot overflow 32 bits
-BATCH_BYTES = 1 << 30  # tensor bytes digested per evaluation (one host sync each)
+BATCH_BYTES = 1 << 36  # tensor bytes per evaluation: a 7B model is one host sync
 _INVERSE_65535 = pow(65535, -1, 1 << 32)
 
 
