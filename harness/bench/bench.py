@@ -241,12 +241,11 @@ def lora_step_vs_forward(source: ModelSource, lora: LoRAConfig, reps: int) -> di
         step_s.append(_timed(lambda: mx.eval(step_fn(*batch), state))[0])
         forward_s.append(_timed(lambda: mx.eval(forward(*batch)))[0])
     reading, frozen = _gradient_reading(gradient_keys, model)
+    ratios = [s / f for s, f in zip(step_s, forward_s, strict=True)]
     step, fwd = statistics.median(step_s), statistics.median(forward_s)
     return {
-        "ratio": step / fwd,
-        "spread": spread.summarise(
-            [s / f for s, f in zip(step_s, forward_s, strict=True)], neutral=None
-        ),
+        "ratio": statistics.median(ratios),
+        "spread": spread.summarise(ratios, neutral=None),
         "seconds": {"step_s": step, "forward_s": fwd},
         "reading": reading,
         "frozen_with_gradients": frozen,
