@@ -32,8 +32,7 @@ def fixed_batches(source: ModelSource, lora: LoRAConfig, count: int) -> list:
     """The same `count` batches for every trainer under test."""
     from mlx_lm.tuner.trainer import iterate_batches
 
-    _, tokenizer = source.load()
-    dataset = data.tokenized_dataset(data.load_rows(None), tokenizer)
+    dataset = data.tokenized_dataset(data.load_rows(None), source.tokenizer())
     stream = iterate_batches(
         dataset, lora.batch_size, lora.max_seq_length, loop=True, seed=lora.seed
     )
