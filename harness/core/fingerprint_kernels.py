@@ -30,6 +30,7 @@ _CUDA_SOURCE = """
     if ((reinterpret_cast<unsigned long long>(bits) & 15) == 0) {
         const uint4* quads = reinterpret_cast<const uint4*>(bits);
         const unsigned long long nquads = n / 4;
+        #pragma unroll 4
         for (unsigned long long q = gid; q < nquads; q += stride) {
             uint4 v = quads[q];
             unsigned long long k = 8 * q;
