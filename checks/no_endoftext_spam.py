@@ -17,7 +17,7 @@ class NoEndoftextSpam(Check):
         "stop generation at tokenizer EOS, generation_config eos ids and <|im_end|>; make sure "
         "training examples end with the terminator."
     )
-    requires = ("weights",)
+    requires = ("weights", "generation")
     max_bad_share = 0.25  # empty or looping generations tolerated before failing
     loop_threshold = 0.5  # repeated 4-gram share that counts as a loop
     min_stop_share = 0.5  # below this, warn: most outputs ran to the length limit

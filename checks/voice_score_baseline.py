@@ -23,7 +23,7 @@ class VoiceScoreBaseline(Check):
         "adapters_changed), the training data's voice, and the loss sign; compare with a saved "
         "baseline (--baseline) from a known-good run."
     )
-    requires = ("weights",)
+    requires = ("weights", "generation")
     before_training = ("generation.init_generations",)
 
     def measure(self, ctx) -> Measurement:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from lora_harness.core.errors import InputError
+from lora_harness.reports import bench_figures
 
 # metric -> (where it lives in a report, which direction is better)
 METRICS = {
@@ -31,7 +32,7 @@ def parse_fail_on(items: list[str]) -> dict[str, float]:
     gates = {}
     for item in items or []:
         name, sep, pct = item.partition(":")
-        if not sep or name not in METRICS:
+        if not sep or (name not in METRICS and name not in bench_figures.FIGURES):
             raise InputError(
                 f"--fail-on {item!r}: use METRIC:PCT with METRIC one of {', '.join(METRICS)}, "
                 "e.g. tokens_per_second:5%"
@@ -140,7 +141,13 @@ def compare_fleets(before: dict, after: dict, gates: dict[str, float] | None = N
             changes.append(
                 {"check": f"{name}: host", "before": a.get("status"), "after": b.get("status")}
             )
-        if a.get("report") and b.get("report"):
+        if a.get("bench") and b.get("bench"):  # remote bench: compare the figures
+            result = bench_figures.compare_hosts(
+                a["bench"]["figures"], b["bench"]["figures"], gates
+            )
+            per_host[name] = result
+            regressions += [f"{name}: {m}" for m in result["regressions"]]
+        elif a.get("report") and b.get("report"):
             result = compare(load(a["report"], RUN_KINDS), load(b["report"], RUN_KINDS), gates)
             per_host[name] = result
             changes += [{**c, "check": f"{name}: {c['check']}"} for c in result["status_changes"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import statistics
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
@@ -35,6 +36,10 @@ def metrics_summary(steps: list[dict]) -> dict:
         "first_loss": steps[0]["loss"],
         "last_loss": steps[-1]["loss"],
         "first_step_s": steps[0]["step_time_s"],
+        # tracing and kernel builds: the first step beyond a typical later one
+        "compile_s": max(
+            steps[0]["step_time_s"] - statistics.median(s["step_time_s"] for s in later), 0.0
+        ),
         "tokens_per_second": tokens / seconds if seconds > 0 else None,
         "peak_memory_gb": max(s["peak_memory_gb"] for s in steps),
     }

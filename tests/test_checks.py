@@ -85,8 +85,9 @@ CAUGHT_BY = {
         "adapter_file_exact",
         "fuse_equivalence",
     },
+    # The adapters do change here (every one to NaN); the old 32-bit digest collided on
+    # NaN-filled lora_b tensors and called them unchanged.
     "zero_loss_tokens": {
-        "adapters_changed",
         "loss_finite_and_decreasing",
         "loss_covers_expected_tokens",
         "no_endoftext_spam",

@@ -450,3 +450,21 @@ def test_scripts_keep_the_seed_arguments():
 
         done = subprocess.run(["bash", str(root / script)], capture_output=True, text=True)
         assert done.returncode == 2 and "<host> <user>" in done.stderr
+
+
+def test_remote_bench_brings_each_hosts_figures_home(cli, hosts, keys, work_dir, tmp_path):
+    fleet, known = write_fleet(tmp_path, hosts(2), keys, work_dir)
+    bench_args = ["--", "--only", "fingerprint", "--only", "lora_step_vs_forward", "--pairs", "1"]
+    result = cli(
+        "remote", "bench", *connection_args(fleet, known), "--json", "-", *bench_args, timeout=900
+    )
+    assert result.returncode == 0, result.stderr
+    summary = result.json()
+    assert statuses(result) == {"studio-0": "passed", "studio-1": "passed"}
+    for host in summary["hosts"]:
+        figures = host["bench"]["figures"]
+        assert figures["fingerprint_bandwidth_ratio"] > 0 and figures["step_over_forward"] > 0
+        assert figures["hardware_fingerprint"] and figures["tokens_per_second"] is None
+        assert set(host["bench"]["measurements"]) == {"fingerprint", "lora_step_vs_forward"}
+    page = (Path(summary["hosts"][0]["report"]).parents[2] / "fleet.html").read_text()
+    assert page.count("<tr>") == 3 and "studio-1" in page and "step_over_forward" in page

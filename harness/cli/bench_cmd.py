@@ -13,6 +13,7 @@ from lora_harness.runs.run import new_run_id, report_header, settings_from
 MEASUREMENTS = [
     "trainer_vs_mlx_lm",
     "check_overhead",
+    "fingerprint",
     "lora_step_vs_forward",
     "memory",
     "structure_at_scale",
@@ -27,12 +28,17 @@ def register(commands) -> None:
         description=(
             "Every figure is a ratio or a distribution measured in this run on this machine: "
             + ", ".join(MEASUREMENTS)
-            + ". Goals: trainer/mlx-lm >= 1.00, check overhead <= 1.02."
+            + ". Goals: trainer/mlx-lm >= 1.00, check overhead <= 1.02, fingerprint >= 0.5 of "
+            "a plain read of the weights. Use --model random:qwen2.5-7b to validate a machine "
+            "at 7B scale without a download."
         ),
     )
     options.add_to_argparse(parser, options.BENCH_OPTIONS)
     parser.add_argument(
-        "--pairs", type=int, default=5, help="interleaved pairs per comparison (default 5)"
+        "--pairs",
+        type=int,
+        default=9,
+        help="interleaved pairs per comparison; 9 or more give a 95%% interval (default 9)",
     )
     parser.add_argument(
         "--only", action="append", choices=MEASUREMENTS, help="run only this measurement"
@@ -47,6 +53,8 @@ def _measure(name: str, source, settings, pairs: int) -> dict:
         return bench.trainer_vs_mlx_lm(source, lora, steps, pairs)
     if name == "check_overhead":
         return bench.check_overhead(source, lora, steps * 4, pairs)
+    if name == "fingerprint":
+        return bench.fingerprint(source, lora, reps=max(pairs, 5))
     if name == "lora_step_vs_forward":
         return bench.lora_step_vs_forward(source, lora, reps=20)
     if name == "memory":
@@ -54,6 +62,39 @@ def _measure(name: str, source, settings, pairs: int) -> dict:
     if name == "structure_at_scale":
         return bench_process.structure_at_scale()
     return bench_process.gate_wall(settings.model or "fixture:tiny")
+
+
+def describe(result: dict) -> str:
+    """One line: the ratio, its interval and verdict, and the seconds behind it."""
+    ratio = result.get("ratio")
+    if "swap" in result:
+        swap = result["swap"]
+        pages = (
+            f"{swap['pages_in']} in, {swap['pages_out']} out"
+            if swap["swapped"] is not None
+            else swap["reason"]
+        )
+        return f"peak {result['peak_memory_gb']:.2f} GB; swapped: {swap['swapped']} ({pages})"
+    if not isinstance(ratio, float):
+        return "done"
+    parts = [f"ratio {ratio:.3f}"]
+    if spread := result.get("spread"):
+        low, high = spread["interval"]
+        parts.append(f"[{low:.3f}, {high:.3f}] over {spread['pairs']} pairs: {spread['verdict']}")
+    seconds = result.get("seconds", {})
+    parts.append(", ".join(f"{k} {v:.4g}" for k, v in seconds.items()))
+    if "gb_per_second" in result:
+        parts.append(
+            f"{result['gb_per_second']:.1f} GB/s vs plain read {result['read_gb_per_second']:.1f} "
+            f"GB/s, extra peak {result['extra_peak_bytes'] / 1e6:.1f} MB ({result['backend']})"
+        )
+    if cost := result.get("steps_per_report_1_cost"):
+        parts.append(f"mlx-lm reporting every step costs x{cost['ratio']:.3f}")
+    if "ratio_without_compile" in result:
+        parts.append(f"without compile {result['ratio_without_compile']:.3f}")
+    if reading := result.get("reading"):
+        parts.append(reading)
+    return "; ".join(p for p in parts if p)
 
 
 def handle(args) -> int:
@@ -68,8 +109,7 @@ def handle(args) -> int:
     for name in args.only or MEASUREMENTS:
         show.note(f"bench: {name} ...")
         results[name] = _measure(name, source, settings, args.pairs)
-        ratio = results[name].get("ratio")
-        show.note(f"  {name}: ratio {ratio:.3f}" if isinstance(ratio, float) else f"  {name}: done")
+        show.note(f"  {name}: {describe(results[name])}")
     report = report_header(settings, source, run_id=new_run_id(), kind="bench")
     report["bench"] = results
     path = emit(report, args, html=False)

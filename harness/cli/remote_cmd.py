@@ -38,6 +38,7 @@ def register(commands) -> None:
     remote = commands.add_parser("remote", help="run the harness on remote hosts over SSH")
     actions = remote.add_subparsers(dest="remote_action", metavar="ACTION", required=True)
     _register_run(actions)
+    _register_bench(actions)
     train = actions.add_parser(
         "train", help="start `lora-harness train` detached on the hosts (survives disconnecting)"
     )
@@ -110,6 +111,26 @@ def _register_run(actions) -> None:
     add("--json", metavar="PATH", help="also write the fleet summary to PATH, or - for stdout only")
     add("run_args", nargs=argparse.REMAINDER, help="-- then options for lora-harness run")
     run.set_defaults(handler=handle_run)
+
+
+def _register_bench(actions) -> None:
+    bench = actions.add_parser(
+        "bench",
+        help="run `lora-harness bench` on every host and bring each host's figures home",
+        epilog=(
+            "example:\n  lora-harness remote bench --hosts fleet.toml -- "
+            "--model random:qwen2.5-7b --only check_overhead\n\n"
+            "Everything after -- is passed to `lora-harness bench` on each host. fleet.json "
+            "holds hosts[i].bench; fleet.html a per-host table; `lora-harness compare` of two "
+            "fleet.json files flags per-host regressions."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _connection_args(bench)
+    bench.add_argument("--parallel", type=int, default=1, help="hosts at once (default 1)")
+    bench.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
+    bench.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for bench")
+    bench.set_defaults(handler=handle_bench, retry_failed=None)
 
 
 def _connection_args(parser) -> None:
@@ -396,3 +417,31 @@ def _render_fleet(results, out: Path) -> None:
         render.write_html(out / "fleet.html", list(reports.values()), infrastructure=infrastructure)
     if reports:
         render.write_junit(out / "junit.xml", list(reports.values()))
+
+
+def handle_bench(args) -> int:
+    """The bench on every host; figures per host in fleet.json and a table in fleet.html."""
+    from lora_harness.reports.bench_figures import html_table
+
+    hosts, run_id = _hosts(args), new_run_id()
+    out = (args.out / run_id).resolve()
+    options = _options(args, out, hosts)
+    options.subcommand = "bench"
+    started = fleet.now()
+    with deploy.build_wheel(args.wheelhouse) as build:
+        results = fleet.run_fleet(hosts, build, options, args.parallel, run_id)
+    command = options.redactor.argv(list(sys.argv))
+    run = {"id": run_id, "started_at": started, "finished_at": fleet.now(), "command": command}
+    document = {**fleet.document(results, run), "bench": True}
+    text = json_report.dumps(document)
+    path = write_atomic(out / "fleet.json", text)
+    write_atomic(out / "fleet.html", html_table(document["hosts"]))
+    if args.json == "-":
+        sys.stdout.write(text)
+    else:
+        for r in results:
+            print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
+        print(f"fleet bench: {path}", file=sys.stderr)
+        if args.json:
+            write_atomic(Path(args.json), text)
+    return fleet.exit_code(document["summary"])

@@ -1,62 +1,123 @@
 """On-device fingerprints of tensors: prove weights unchanged without copying them.
 
 A deep copy of a 7B bf16 model costs 15 GB. Instead each tensor's raw bits are read as
-unsigned integers and reduced on the device to two wrapping 32-bit sums (of the bits and
-of their squares): one read of the weights and 8 bytes per tensor. Any single changed
-element changes the first sum; the second catches changes that cancel in the first.
-Work is evaluated in pieces of at most CHUNK elements, so the temporaries stay a few
-tens of MB however large the model (a 7B embedding alone is over 1 GB).
+unsigned words w_i (32-bit where the byte count allows, else the element's own width) and
+reduced on the device to two wrapping 64-bit sums:
+
+    S1 = sum(w_i)              any single changed bit changes it (by +-2^k, k < 32)
+    S2 = sum(w_i * (2i + 1))   a swap of two different words a, b at i, j changes it by
+                               2(a - b)(j - i), never 0 mod 2^64 below 2^32 words (16 GB)
+
+Both are exact integer sums, so the digest is the same on every backend and every run.
+On a GPU one custom kernel per tensor reads the weights once, at memory speed, with no
+temporaries (`kernels.py`); elsewhere, or if the kernel cannot be built, the same sums are
+taken in MLX reductions. Tensors are batched into one evaluation per BATCH_BYTES, so a
+7B model costs one host sync rather than one per piece.
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
 
+from lora_harness.core import fingerprint_kernels
+
 _UINT_OF_WIDTH = {1: mx.uint8, 2: mx.uint16, 4: mx.uint32, 8: mx.uint64}
-CHUNK = 1 << 21  # elements evaluated at once: bounds the temporaries to ~16 MB
-_WRAP = 1 << 32
+ROW = 4096  # words per row on the MLX-ops path
+MAX_ROWS = 1 << 16  # 16-bit lanes summed over <= 2^16 rows or columns cannot overflow 32 bits
+BATCH_BYTES = 1 << 36  # tensor bytes per evaluation: a 7B model is one host sync
+_INVERSE_65535 = pow(65535, -1, 1 << 32)
+
+
+def words(array: mx.array) -> mx.array:
+    """The tensor's bits as a flat array of unsigned words, without a copy."""
+    flat = array.reshape(-1)
+    width = 4 if array.nbytes % 4 == 0 and array.itemsize <= 4 else array.itemsize
+    return mx.view(flat, _UINT_OF_WIDTH[width])
+
+
+def reference_digest(bits: mx.array) -> mx.array:
+    """Lazy uint64 [S1, S2] of flat words in plain MLX reductions, without temporaries.
+
+    Words are laid out as rows of ROW; with i = r ROW + k,
+    S2 = 2 ROW sum_r r rowsum_r + sum_k (2k + 1) colsum_k, so two plain reductions (row
+    and column sums, taken exactly over 16-bit lanes) give the same sums as the kernel.
+    """
+    total = mx.zeros((2,), dtype=mx.uint64)
+    row = min(ROW, max(bits.size, 1))
+    whole = bits.size // row * row
+    for start in range(0, whole, row * MAX_ROWS):
+        stop = min(start + row * MAX_ROWS, whole)
+        total = total + _block_digest(bits[start:stop].reshape(-1, row), start)
+    if whole < bits.size:
+        total = total + _block_digest(bits[whole:].reshape(1, -1), whole)
+    return total
+
+
+def _block_digest(block: mx.array, start: int) -> mx.array:
+    rows, row = block.shape
+    lanes = block if block.itemsize == 1 else mx.view(block, mx.uint16)
+    col_sums = _join_lanes(mx.sum(lanes, axis=0).reshape(row, -1))
+    row_sums = _row_sums(block, lanes)
+    s1 = mx.sum(row_sums)
+    by_row = mx.sum(row_sums * mx.arange(rows, dtype=mx.uint64))
+    by_col = mx.sum(col_sums * (2 * mx.arange(row, dtype=mx.uint64) + 1))
+    s2 = _u64(2 * row) * by_row + by_col + _u64(2 * start) * s1
+    return mx.stack([s1, s2])
+
+
+def _row_sums(block: mx.array, lanes: mx.array) -> mx.array:
+    """Exact uint64 sum of each row of words, from contiguous reductions only."""
+    if block.itemsize <= 2:
+        return mx.sum(block, axis=1).astype(mx.uint64)  # < 2^32: ROW * 65535 cannot wrap
+    if block.itemsize == 8:
+        return _join_lanes(mx.sum(lanes.reshape(*block.shape, -1), axis=1))
+    # 32-bit words: both lanes at once (lo + hi, exact) and the wrapped word sum
+    # (lo + 2^16 hi mod 2^32) give hi, since 2^16 - 1 is odd and so invertible mod 2^32.
+    both = mx.sum(lanes, axis=1)
+    wrapped = mx.sum(block, axis=1)
+    high = (wrapped - both) * mx.array(_INVERSE_65535, dtype=mx.uint32)
+    low = both - high
+    return low.astype(mx.uint64) + (high.astype(mx.uint64) << _u64(16))
+
+
+def _join_lanes(lane_sums: mx.array) -> mx.array:
+    """Exact per-lane sums (n, lanes) -> uint64 word sums, lane j weighted 2^(16 j)."""
+    wide = lane_sums.astype(mx.uint64)
+    shifts = 16 * mx.arange(wide.shape[-1], dtype=mx.uint64)
+    return mx.sum(wide << shifts, axis=-1)
+
+
+def _u64(value: int) -> mx.array:
+    return mx.array(value, dtype=mx.uint64)
 
 
 def tensor_digest(array: mx.array) -> mx.array:
-    """A lazy uint32 pair summarising the exact bits of `array`."""
-    bits = mx.view(array.reshape(-1), _UINT_OF_WIDTH[array.itemsize])
-    if bits.dtype == mx.uint64:
-        bits = (bits ^ (bits >> 32)).astype(mx.uint32)
-    else:
-        bits = bits.astype(mx.uint32)
-    return mx.stack([mx.sum(bits), mx.sum(bits * bits)])
-
-
-def _pieces(array: mx.array):
-    flat = array.reshape(-1)
-    for start in range(0, max(flat.size, 1), CHUNK):
-        yield flat[start : start + CHUNK]
+    """A lazy uint64 pair [S1, S2] summarising the exact bits of `array`."""
+    bits = words(array)
+    if bits.dtype == mx.uint32 and bits.size and fingerprint_kernels.available(reference_digest):
+        return fingerprint_kernels.digest(bits)
+    return reference_digest(bits)
 
 
 def fingerprint(arrays: dict[str, mx.array]) -> dict[str, tuple[int, int]]:
-    """Name -> digest for every tensor; small tensors share an evaluation, large ones are split."""
-    sums = {name: (0, 0) for name in arrays}
-    pending: list[tuple[str, mx.array]] = []
-    pending_size = 0
-
-    def flush():
-        mx.eval([digest for _, digest in pending])
-        for name, digest in pending:
-            first, second = digest.tolist()
-            old_first, old_second = sums[name]
-            sums[name] = ((old_first + first) % _WRAP, (old_second + second) % _WRAP)
-        pending.clear()
-
+    """Name -> (S1, S2) for every tensor, one evaluation per BATCH_BYTES of tensors."""
+    sums: dict[str, tuple[int, int]] = {}
+    names, pending, pending_bytes = [], [], 0
     for name in sorted(arrays):
-        for piece in _pieces(arrays[name]):
-            pending.append((name, tensor_digest(piece)))
-            pending_size += piece.size
-            if pending_size >= CHUNK:
-                flush()
-                pending_size = 0
+        names.append(name)
+        pending.append(tensor_digest(arrays[name]))
+        pending_bytes += arrays[name].nbytes
+        if pending_bytes >= BATCH_BYTES:
+            sums.update(_collect(names, pending))
+            names, pending, pending_bytes = [], [], 0
     if pending:
-        flush()
+        sums.update(_collect(names, pending))
     return sums
+
+
+def _collect(names: list[str], digests: list[mx.array]) -> dict[str, tuple[int, int]]:
+    values = mx.stack(digests).tolist()  # one evaluation, one transfer
+    return {name: (first, second) for name, (first, second) in zip(names, values, strict=True)}
 
 
 def changed(before: dict, after: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""Published model configs for `shape:<name>`: structure only, weights never materialised.
+"""Published model configs for `shape:<name>` (structure only) and `random:<name>`.
 
 Values are copied from each model's public config.json (the fields mlx-lm reads to build
 the architecture). MLX is lazy, so a 7B model built from one of these costs milliseconds
@@ -14,6 +14,7 @@ _QWEN25_COMMON = {
     "rope_theta": 1000000.0,
     "max_position_embeddings": 32768,
     "hidden_act": "silu",
+    "torch_dtype": "bfloat16",
 }
 
 _LLAMA31_ROPE = {
@@ -58,6 +59,7 @@ CATALOGUE: dict[str, dict] = {
         "rope_scaling": _LLAMA31_ROPE,
         "max_position_embeddings": 131072,
         "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
     },
     "mistral-7b": {
         "model_type": "mistral",
@@ -72,6 +74,7 @@ CATALOGUE: dict[str, dict] = {
         "rope_theta": 1000000.0,
         "max_position_embeddings": 32768,
         "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
     },
     "mixtral-8x7b": {  # mixture of experts: 8 SwitchLinear experts per block, 2 active
         "model_type": "mixtral",
@@ -88,6 +91,7 @@ CATALOGUE: dict[str, dict] = {
         "rope_theta": 1000000.0,
         "max_position_embeddings": 32768,
         "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
     },
 }
 

@@ -1,7 +1,9 @@
 """Resolve `--model` into something that can build a fresh model (and tokenizer).
 
 Forms: `fixture:<name>` (built here), `shape:<name|path/config.json>` (structure only),
-a local mlx-lm model folder, or a Hugging Face hub id (through `mlx_lm.load`).
+`random:<name|path/config.json>[@dtype]` (the real shape with random weights and the
+fixture's tokenizer), a local mlx-lm model folder, or a Hugging Face hub id (through
+`mlx_lm.load`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from lora_harness.core.errors import InputError
 from lora_harness.core.validation import Rule, check, read_text
-from lora_harness.models import fixture, shapes
+from lora_harness.models import fixture, random_weights, shapes
 
 DEFAULT_MODEL = "fixture:tiny"
 
@@ -22,9 +24,16 @@ class ModelSource:
     """A resolved `--model`: its config, and how to build a model from it."""
 
     spec: str
-    kind: str  # fixture | local | hub | shape
+    kind: str  # fixture | local | hub | shape | random
     config: dict
     path: Path | None = None
+    dtype: str | None = None  # random: the dtype its weights are drawn in
+    seed: int = 0
+
+    @property
+    def random_weights(self) -> bool:
+        """Weights with the real shape but no training: nothing to learn from its text."""
+        return self.kind == "random"
 
     @property
     def has_weights(self) -> bool:
@@ -34,6 +43,8 @@ class ModelSource:
         """A fresh (model, tokenizer); tokenizer is None for shape-only models."""
         if self.kind == "shape":
             return build_from_config(self.config), None
+        if self.kind == "random":
+            return self._load_random()
         import mlx_lm
 
         check_model_folder(self.path)
@@ -49,6 +60,20 @@ class ModelSource:
                 "the model (mlx_lm.convert)"
             )
 
+    def _load_random(self):
+        model = build_from_config(self.config)
+        random_weights.randomize(model, random_weights.DTYPES[self.dtype], self.seed)
+        model.eval()
+        return model, self.tokenizer()
+
+    def tokenizer(self):
+        """The tokenizer alone: a random model's needs no 15 GB model built first."""
+        if self.kind != "random":
+            return self.load()[1]
+        from mlx_lm.utils import load_tokenizer
+
+        return load_tokenizer(fixture.fixture_path("tiny"))
+
     def describe(self) -> dict:
         return {
             "spec": self.spec,
@@ -58,6 +83,7 @@ class ModelSource:
             "num_hidden_layers": self.config.get("num_hidden_layers"),
             "hidden_size": self.config.get("hidden_size"),
             "has_weights": self.has_weights,
+            **({"dtype": self.dtype, "seed": self.seed} if self.random_weights else {}),
         }
 
 
@@ -93,6 +119,8 @@ def resolve(spec: str | None) -> ModelSource:
         return ModelSource(spec, "fixture", read_config(path / "config.json"), path)
     if spec.startswith("shape:"):
         return _resolve_shape(spec)
+    if spec.startswith("random:"):
+        return _resolve_random(spec)
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -106,7 +134,7 @@ def resolve(spec: str | None) -> ModelSource:
         return _resolve_hub(spec)
     raise InputError(
         f"--model {spec}: no such folder; pass an mlx-lm model folder, a hub id, "
-        "fixture:tiny or shape:<name>"
+        "fixture:tiny, shape:<name> or random:<name>"
     )
 
 
@@ -164,6 +192,22 @@ def _resolve_shape(spec: str) -> ModelSource:
         return ModelSource(spec, "shape", config, config_path)
     known = ", ".join(shapes.catalogue_names())
     raise InputError(f"unknown shape {name!r}; use one of {known} or shape:path/to/config.json")
+
+
+def _resolve_random(spec: str) -> ModelSource:
+    name, _, override = spec.split(":", 1)[1].partition("@")
+    shape = _resolve_shape(f"shape:{name}")
+    dtype = random_weights.dtype_name(shape.config, override or None)
+    if dtype not in random_weights.DTYPES:
+        known = " or ".join(f"@{d}" for d in random_weights.DTYPES)
+        raise InputError(f"{spec}: random weights cannot be drawn in {dtype!r}; add {known}")
+    smallest = fixture.RECIPES["tiny"].vocab_size
+    if shape.config.get("vocab_size", smallest) < smallest:
+        raise InputError(
+            f"{spec}: vocab_size {shape.config['vocab_size']} is below the {smallest} tokens "
+            "of the fixture tokenizer random models use; give the config a larger vocabulary"
+        )
+    return ModelSource(spec, "random", shape.config, shape.path, dtype=dtype)
 
 
 def _looks_like_hub_id(spec: str) -> bool:

@@ -17,6 +17,7 @@ from lora_harness.remote.phase import Phase
 from lora_harness.remote.redact import Redactor
 
 __all__ = ["LAUNCHER", "HostResult", "RemoteOptions", "run_host", "safe_name", "send_env"]
+from lora_harness.reports.bench_figures import figures
 
 # Starts the command as leader of a new process group and records its pid, so a deadline or
 # Ctrl-C can kill the whole group from a second channel (exec_command's timeout does not, #2510).
@@ -76,6 +77,8 @@ class RemoteOptions:
     def folder(self, host: Host) -> str:
         return self.folders.get(host.name) or folder_names([host.name])[host.name]
 
+    subcommand: str = "run"  # what runs on each host: run, or bench (remote bench)
+
 
 @dataclass
 class HostResult:
@@ -90,6 +93,7 @@ class HostResult:
     host: dict = field(default_factory=dict)
     exit_status: int | None = None
     collect: dict = field(default_factory=dict)
+    bench: dict | None = None  # remote bench: the host's figures and measurements
 
 
 def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> HostResult:
@@ -168,7 +172,7 @@ def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive, 
         venv_python,
         "-m",
         "lora_harness",
-        "run",
+        options.subcommand,
         "--out",
         f"{run_dir}/out",
         *options.run_args,
@@ -269,7 +273,11 @@ def _judge(result: HostResult, completed, report, connection_dead: bool, redacto
         result.message = f"{why}: {tail[0]}".rstrip(": ")
         return
     try:
-        verdict = redactor.scrub_report(report)["summary"]["verdict"]
+        document = redactor.scrub_report(report)
+        if document.get("kind") == "bench":
+            _judge_bench(result, completed, document)
+            return
+        verdict = document["summary"]["verdict"]
     except Exception as error:  # this host's bad report is this host's error only
         result.status = "error"
         result.message = f"its report cannot be read: {error.__class__.__name__}: {error}"
@@ -281,3 +289,11 @@ def _judge(result: HostResult, completed, report, connection_dead: bool, redacto
             f"; collect skipped {result.collect.get('skipped_count', 0)} item(s)"
             f"{': ' + result.collect['incomplete'] if result.collect.get('incomplete') else ''}"
         )
+
+
+def _judge_bench(result: HostResult, completed, document: dict) -> None:
+    """A bench has no verdict: it passed if it finished; its figures come home in fleet.json."""
+    result.bench = {"figures": figures(document), "measurements": document["bench"]}
+    finished = completed.exit_status == 0
+    result.status = "passed" if finished else "error"
+    result.message = "bench collected" if finished else f"bench exited {completed.exit_status}"

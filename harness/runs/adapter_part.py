@@ -43,9 +43,15 @@ class AdapterFiles:
 
     def load_with_adapter(self):
         import mlx_lm
+        import mlx_lm.utils
 
+        source = self.model_part.source
         try:
-            model, _ = mlx_lm.load(str(self.model_part.source.path), adapter_path=str(self.folder))
+            if source.random_weights:  # no folder to load: the seed rebuilds the same weights
+                model = mlx_lm.utils.load_adapters(source.load()[0], str(self.folder))
+                model.eval()
+            else:
+                model, _ = mlx_lm.load(str(source.path), adapter_path=str(self.folder))
         except ValueError as exc:  # mlx-lm rejects unknown tensor names and wrong shapes
             raise AdapterRejected(str(exc).splitlines()[0]) from exc
         return model

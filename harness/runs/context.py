@@ -11,6 +11,7 @@ shape-only 7B model never touches a weight.
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 
 from lora_harness.lora import recipe as recipes
@@ -26,6 +27,7 @@ from lora_harness.text.generation import GenerationSettings
 
 CAPABILITIES = {
     "weights": "{spec} is shape-only: weights are never materialised",
+    "generation": "random weights: {spec} has learned no text, so its generations say nothing",
     "dpo": "a DPO check: run with --trainer dpo",
     "distributed": "a distributed check: launch with mlx.launch ... lora-harness run --distributed",
 }
@@ -58,6 +60,7 @@ class RunContext:
         # Context parts that must be built before training moves the adapters.
         self.before_training: set[str] = set()
         self._training: TrainingOutcome | Exception | None = None
+        self.training_seconds: float | None = None  # booked apart from the check that asked
 
     @classmethod
     def from_settings(cls, settings, step_callbacks=()) -> RunContext:
@@ -85,6 +88,8 @@ class RunContext:
     def offers(self, capability: str) -> bool:
         if capability == "weights":
             return self.source.has_weights
+        if capability == "generation":
+            return self.source.has_weights and not self.source.random_weights
         if capability == "dpo":
             return self.trainer_kind == "dpo"
         if capability == "distributed":
@@ -100,10 +105,12 @@ class RunContext:
     def training(self) -> TrainingOutcome:
         """The short training run, done once; a failure is kept and re-raised, never retried."""
         if self._training is None:
+            started = time.perf_counter()
             try:
                 self._training = self._train()
             except Exception as error:
                 self._training = error
+            self.training_seconds = time.perf_counter() - started
         if isinstance(self._training, Exception):
             raise self._training
         return self._training

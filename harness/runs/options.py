@@ -44,7 +44,7 @@ def lora_help(name: str) -> str:
 MODEL_OPTIONS = [
     Option(
         "model",
-        f"mlx-lm model folder, hub id, fixture:tiny or shape:<name|config.json> "
+        f"mlx-lm model folder, hub id, fixture:tiny, shape:<name|config.json> or random:<same>[@dtype] "
         f"(default {DEFAULT_MODEL})",
         metavar="M",
     ),

@@ -124,6 +124,7 @@ def execute(settings: Settings, ctx: RunContext, on_result=None) -> dict:
     steps = ctx.training.metrics if ctx.trained else []
     report = report_header(settings, ctx.source, run_id=new_run_id(), started_at=started)
     report["run"]["duration_s"] = round(time.perf_counter() - tic, 3)
+    report["run"]["training_s"] = ctx.training_seconds  # apart from the checks' durations
     report["expectations"] = ctx.model.expectations.to_dict()
     report["checks"] = results
     report["metrics"] = {"steps": steps, "summary": json_report.metrics_summary(steps)}

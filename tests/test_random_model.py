@@ -1,0 +1,71 @@
+"""`random:<shape>`: the real architecture with seeded random weights and the fixture tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import mlx.core as mx
+import pytest
+from mlx.utils import tree_flatten
+
+from lora_harness.core.errors import InputError
+from lora_harness.core.fingerprint import fingerprint
+from lora_harness.models.sources import resolve
+from tests.conftest import run_gate
+
+TINY = {
+    "model_type": "qwen2",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 1536,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "max_position_embeddings": 1024,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float32",
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+def test_a_catalogue_shape_resolves_in_its_published_dtype_without_building_anything():
+    source = resolve("random:qwen2.5-7b")
+    assert (source.kind, source.dtype, source.has_weights) == ("random", "bfloat16", True)
+    assert source.random_weights and source.config["hidden_size"] == 3584
+
+
+def test_weights_are_drawn_from_the_seed_in_the_asked_dtype(tiny_config):
+    source = resolve(f"random:{tiny_config}@float16")
+    (model, tokenizer), (again, _) = source.load(), source.load()
+    weights = dict(tree_flatten(model.parameters()))
+    assert {w.dtype for w in weights.values()} == {mx.float16}
+    assert fingerprint(weights) == fingerprint(dict(tree_flatten(again.parameters())))
+    assert tokenizer.eos_token == "<|endoftext|>"  # the fixture's tokenizer
+    assert resolve(f"random:{tiny_config}").dtype == "float32"  # the config's torch_dtype
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [("random:qwen2.5-7b@int4", "cannot be drawn"), ("random:no-such-shape", "unknown shape")],
+)
+def test_bad_random_specs_are_input_errors(spec, words):
+    with pytest.raises(InputError, match=words):
+        resolve(spec)
+
+
+def test_the_gate_passes_with_generation_checks_skipped_as_random_weights(tiny_config):
+    results = run_gate(resolve(f"random:{tiny_config}"))
+    skipped = {name for name, r in results.items() if r.status == "skip"}
+    assert skipped == {"no_endoftext_spam", "voice_score_baseline"}
+    assert all(results[name].message.startswith("random weights") for name in skipped)
+    assert {r.status for name, r in results.items() if name not in skipped} == {"pass"}, {
+        name: r.message for name, r in results.items() if r.status != "pass"
+    }
