@@ -15,7 +15,7 @@ from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.host_run import DEFAULT_DEADLINES_S, RemoteOptions
 from lora_harness.remote.redact import Redactor
 from lora_harness.reports import json_report, render
-from lora_harness.runs import validate
+from lora_harness.runs import options as run_options
 from lora_harness.runs.run import new_run_id
 from lora_harness.runs.validate import argtype
 
@@ -252,7 +252,7 @@ def _size(text: str) -> int:
 
 @_infrastructure
 def handle_train(args) -> int:
-    validate.check_forwarded(args.run_args, "train")
+    run_options.check_forwarded(args.run_args, "train")
     hosts, run_id = _hosts(args), new_run_id()
     options = _options(args, args.out.resolve(), hosts)
     with deploy.build_wheel(args.wheelhouse) as build:
@@ -357,7 +357,7 @@ def _options(args, out: Path, hosts=()) -> RemoteOptions:
 
 
 def handle_run(args) -> int:
-    validate.check_forwarded(args.run_args, "run")
+    run_options.check_forwarded(args.run_args, "run")
     hosts = _hosts(args)
     run_id = new_run_id()
     out = (args.out / run_id).resolve()

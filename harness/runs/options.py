@@ -12,7 +12,7 @@ from typing import Any
 from lora_harness.core.errors import InputError
 from lora_harness.lora.lora_config import FINE_TUNE_TYPES, LoRAConfig, coerce_field, parse_keys
 from lora_harness.models.sources import DEFAULT_MODEL
-from lora_harness.runs import suites
+from lora_harness.runs import suites, validate
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 
 
@@ -239,8 +239,6 @@ def values_from_pytest(config, options: list[Option]) -> dict:
 
 def lora_config_from(values: dict) -> LoRAConfig:
     """Defaults < YAML config < explicit flags; `values` maps option dests to parsed values."""
-    from lora_harness.runs import validate
-
     merged: dict = {}
     if values.get("config"):
         merged.update(validate.read_config(values["config"]))
@@ -252,3 +250,22 @@ def lora_config_from(values: dict) -> LoRAConfig:
     config = LoRAConfig(**{name: coerce_field(name, value) for name, value in merged.items()})
     config.validate()
     return config
+
+
+def check_forwarded(argv: list[str], command: str) -> None:
+    """Values after `--` of a remote command, checked before any host is contacted.
+
+    Only types and ranges: paths name files on the hosts, which are checked there.
+    """
+    import argparse
+
+    class Raising(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise InputError(f"after --, for lora-harness {command} on the hosts: {message}")
+
+    parser = Raising(prog=f"lora-harness {command}", add_help=False)
+    add_to_argparse(parser, MODEL_OPTIONS + LORA_OPTIONS)
+    values = vars(parser.parse_known_args(argv)[0])
+    for dest, rule in validate.RULES.items():
+        if values.get(dest) is not None:
+            validate.check(f"{validate.cli_flag(dest)} (after --)", values[dest], rule)

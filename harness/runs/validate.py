@@ -237,27 +237,6 @@ def _field(key: str, value, name: str):
     return value
 
 
-def check_forwarded(argv: list[str], command: str) -> None:
-    """Values after `--` of a remote command, checked before any host is contacted.
-
-    Only types and ranges: paths name files on the hosts, which are checked there.
-    """
-    import argparse
-
-    from lora_harness.runs import options
-
-    class Raising(argparse.ArgumentParser):
-        def error(self, message: str):
-            raise InputError(f"after --, for lora-harness {command} on the hosts: {message}")
-
-    parser = Raising(prog=f"lora-harness {command}", add_help=False)
-    options.add_to_argparse(parser, options.MODEL_OPTIONS + options.LORA_OPTIONS)
-    values = vars(parser.parse_known_args(argv)[0])
-    for dest, rule in RULES.items():
-        if values.get(dest) is not None:
-            check(f"{cli_flag(dest)} (after --)", values[dest], rule)
-
-
 def argtype(rule: Rule):
     """An argparse `type=` that applies `rule`, for flags that are not run options."""
     import argparse
