@@ -41,15 +41,33 @@ def save_adapter(
     return folder
 
 
-def fuse_with_mlx_lm(model) -> None:
-    """What `mlx_lm.fuse` does: replace every LoRA module by its `.fuse()` result."""
+def fuse_with_mlx_lm(model, dequantize: bool = False) -> None:
+    """What `mlx_lm.fuse` does: replace every LoRA module by its `.fuse()` result.
+
+    With `dequantize` (mlx_lm.fuse --dequantize) a quantised base is merged into float
+    weights instead of being re-quantised."""
     fused = [
-        (name, module.fuse(dequantize=False))
+        (name, module.fuse(dequantize=dequantize))
         for name, module in model.named_modules()
         if hasattr(module, "fuse")
     ]
     if fused:
         model.update_modules(tree_unflatten(fused))
+
+
+def fuse_exactly(model) -> set[str]:
+    """mlx-lm's fuse with dequantize=True: base + adapter merged, nothing re-quantised.
+
+    Returns the names of the merged modules whose base was quantised."""
+    fused, quantized = [], set()
+    for name, module in model.named_modules():
+        if hasattr(module, "fuse"):
+            fused.append((name, module.fuse(dequantize=True)))
+            if hasattr(getattr(module, "linear", None), "bits"):
+                quantized.add(name)
+    if fused:
+        model.update_modules(tree_unflatten(fused))
+    return quantized
 
 
 def read_adapter_config(folder: Path) -> dict:
