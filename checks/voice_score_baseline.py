@@ -1,6 +1,6 @@
 """The trained model's voice score keeps (or beats) its baseline."""
 
-from lora_harness.core.checking import Check, Measurement, register
+from lora_harness.core.checking import Check, Measurement, SkipCheck, register
 
 
 @register
@@ -20,6 +20,9 @@ class VoiceScoreBaseline(Check):
     before_training = ("generation.init_generations",)
 
     def measure(self, ctx) -> Measurement:
+        if ctx.generation.needs_references and not ctx.generation.settings.references_path:
+            # The built-in corpus is the fixture's voice, not the voice a user's adapter learned.
+            raise SkipCheck("pass --voice-references to score the voice")
         init_score = ctx.generation.voice_score(ctx.generation.init_generations)
         trained_score = ctx.generation.voice_score(ctx.generation.generations)
         baseline, source = init_score, "untrained model in this run"

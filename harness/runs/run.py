@@ -193,6 +193,13 @@ def save_baseline(report: dict, path: Path) -> str:
         raise InputError(
             "--save-baseline needs a run that generates: use the gate suite on a model with weights"
         )
+    verdict = report["summary"]["verdict"]
+    if verdict != "pass":
+        failed = [c["name"] for c in report["checks"] if c["status"] in ("fail", "error")]
+        raise InputError(
+            f"--save-baseline: not saved, the run's verdict is {verdict} "
+            f"({', '.join(failed[:3])}); a baseline must come from a passing run"
+        )
     entry = {
         "voice_score": section["trained_voice_score"],
         "metrics": report["metrics"]["summary"],
