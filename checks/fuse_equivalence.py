@@ -3,7 +3,8 @@
 Criteria (all relative logit distances, max |a - b| / max |b|, see harness/core/numerics.py):
 
 - every logit is finite (a NaN distance is never a pass);
-- the adapter moves the logits beyond noise: d(base, adapter) > allowed;
+- the adapter moves the logits beyond the model's own noise: d(base, adapter) > 4 floor + 8 u,
+  floor being the base's logits computed batched and row by row;
 - the fused model is within the rounding that fusing into its format implies:
   d(fused, adapter) <= 4 (floor + rounding) + 8 u, where floor = d(merged, adapter) for the
   adapter merged without re-quantising (mlx-lm's fuse with dequantize=True), rounding =
@@ -67,6 +68,8 @@ class FuseEquivalence(Check):
             mx.argmax(fused, axis=-1) == mx.argmax(adapter, axis=-1)
         ).item()
         evidence["fused_identical_to_base"] = bool(mx.array_equal(fused, base).item())
+        # The adapter's effect is measured by the model itself, against its own noise.
+        evidence["effect_allowed"] = ctx.model.tolerance()[1]
         return Measurement(distance, allowed, evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
@@ -81,10 +84,10 @@ class FuseEquivalence(Check):
             )
         if ev["fused_identical_to_base"]:
             return "fail", "the fused model is identical to the base model: the LoRA delta was lost"
-        if effect <= allowed:
+        if effect <= ev["effect_allowed"]:
             return "fail", (
-                f"the adapter does not change the logits beyond rounding (relative {effect:.3g}, "
-                f"allowed {allowed:.3g}): there is nothing for the fuse to keep"
+                f"the adapter does not change the logits beyond noise (relative {effect:.3g}, "
+                f"noise allowed {ev['effect_allowed']:.3g}): there is nothing for the fuse to keep"
             )
         if distance > allowed:
             return "fail", (

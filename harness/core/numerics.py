@@ -67,21 +67,44 @@ def machine_epsilon(dtype) -> float:
     return float(mx.finfo(dtype).eps)
 
 
-def precision_of(model) -> Precision:
-    """The floating dtype holding most of `model`'s values, and its quantisation if any."""
-    from mlx.utils import tree_flatten
-
+def precision_of_arrays(arrays) -> Precision:
+    """The floating dtype holding most of the values in `arrays` (float32 if none)."""
     sizes: dict = {}
-    for _, array in tree_flatten(model.parameters()):
+    for array in arrays:
         if mx.issubdtype(array.dtype, mx.floating):
             sizes[array.dtype] = sizes.get(array.dtype, 0) + array.size
     dtype = max(sizes, key=sizes.get) if sizes else mx.float32
-    name = str(dtype).rsplit(".", 1)[-1]
+    return Precision(str(dtype).rsplit(".", 1)[-1], machine_epsilon(dtype))
+
+
+def precision_of(model) -> Precision:
+    """The floating dtype holding most of `model`'s values, and its quantisation if any."""
+    from dataclasses import replace
+
+    from mlx.utils import tree_flatten
+
+    floating = precision_of_arrays(a for _, a in tree_flatten(model.parameters()))
     for _, module in model.named_modules():
         if hasattr(module, "bits") and hasattr(module, "group_size"):
             mode = getattr(module, "mode", "affine")
-            return Precision(name, machine_epsilon(dtype), module.bits, module.group_size, mode)
-    return Precision(name, machine_epsilon(dtype))
+            return replace(floating, bits=module.bits, group_size=module.group_size, mode=mode)
+    return floating
+
+
+def tree_distance(observed: dict, reference: dict) -> float:
+    """Relative distance of two name -> array trees: max |difference| / max |reference|.
+
+    inf when the names or shapes differ, NaN when any value is not finite."""
+    if set(observed) != set(reference):
+        return math.inf
+    if any(observed[n].shape != reference[n].shape for n in reference):
+        return math.inf
+    if not all(finite(observed[n]) and finite(reference[n]) for n in reference):
+        return math.nan
+    as32 = {n: (observed[n].astype(mx.float32), reference[n].astype(mx.float32)) for n in reference}
+    difference = max((mx.max(mx.abs(a - b)).item() for a, b in as32.values()), default=0.0)
+    scale = max((mx.max(mx.abs(b)).item() for _, b in as32.values()), default=0.0)
+    return difference / max(scale, 1e-30)
 
 
 def relative_distance(observed, reference) -> float:
