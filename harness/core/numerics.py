@@ -13,7 +13,9 @@ may be. The answer is built from three things, each measured or derived on the r
   example base + adapter as LoRA layers and as merged weights). GPU reductions, TF32
   matmuls and bf16 accumulation all show up here; FLOOR_MARGIN times it is still noise.
 
-allowed = FLOOR_MARGIN * (floor + rounding) + ROUNDING_MARGIN * u
+allowed = FLOOR_MARGIN * (floor + rounding) + ROUNDING_MARGIN * u * roundings
+
+(`roundings` is 1 except where a result is rounded again at every optimizer step.)
 """
 
 from __future__ import annotations
@@ -120,9 +122,14 @@ def finite(array) -> bool:
     return bool(mx.all(mx.isfinite(array.astype(mx.float32))).item())
 
 
-def allowed_difference(precision: Precision, floor: float = 0.0, rounding: float = 0.0) -> float:
-    """The largest relative difference that is still rounding and noise for `precision`."""
-    return FLOOR_MARGIN * (floor + rounding) + ROUNDING_MARGIN * precision.unit_roundoff
+def allowed_difference(
+    precision: Precision, floor: float = 0.0, rounding: float = 0.0, roundings: int = 1
+) -> float:
+    """The largest relative difference that is still rounding and noise for `precision`.
+
+    `roundings`: how many times the result was rounded in sequence (e.g. optimizer steps)."""
+    budget = ROUNDING_MARGIN * precision.unit_roundoff * max(roundings, 1)
+    return FLOOR_MARGIN * (floor + rounding) + budget
 
 
 def within(distance: float, allowed: float) -> bool:
@@ -149,7 +156,7 @@ def noise_floor(model, tokens) -> float:
 
 def evidence(precision: Precision, floor: float, allowed: float, **distances) -> dict:
     """What a numeric check keeps in the report: the distances, the floor and the bound."""
-    rounded = {name: _reportable(value) for name, value in distances.items()}
+    rounded = {name: reportable(value) for name, value in distances.items()}
     return {
         **rounded,
         "noise_floor": float(f"{floor:.4g}"),
@@ -158,7 +165,7 @@ def evidence(precision: Precision, floor: float, allowed: float, **distances) ->
     }
 
 
-def _reportable(value):
+def reportable(value):
     """JSON has no NaN: a non-finite distance is kept as its name ("nan", "inf")."""
     if value is None:
         return None

@@ -53,6 +53,10 @@ def fuse_with_mlx_lm(model, dequantize: bool = False) -> None:
     ]
     if fused:
         model.update_modules(tree_unflatten(fused))
+    if dequantize:
+        from mlx_lm.utils import dequantize_model
+
+        dequantize_model(model)  # in place; mlx_lm.fuse --dequantize does the same
 
 
 def fuse_exactly(model) -> set[str]:

@@ -81,6 +81,7 @@ class DoctorContext(RunContext):
         self.model = AdapterModelPart(
             source,
             lora,
+            recipe=self.model.recipe,
             pins=kwargs.get("pins"),
             data_dir=kwargs.get("data_dir"),
             adapter_files=self.adapter,

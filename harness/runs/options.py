@@ -56,6 +56,11 @@ MODEL_OPTIONS = [
         metavar="NAME",
     ),
     Option(
+        "fuse-dequantize",
+        "fuse like mlx_lm.fuse --dequantize: a quantised base is merged into float weights",
+        action="store_true",
+    ),
+    Option(
         "trainer",
         "sft (default), or dpo: train.jsonl rows {prompt, chosen, rejected}; suite dpo",
         choices=("sft", "dpo"),

@@ -51,14 +51,23 @@ def settings_from(values: dict) -> Settings:
         check_names=suites.select(_suite(values), values.get("check")),
         trainer=values.get("trainer") or "sft",
         distributed=bool(values.get("distributed")),
-        recipe=_recipe(values.get("inject_fault")),
+        recipe=recipe_from(values.get("inject_fault"), bool(values.get("fuse_dequantize"))),
         distributed_timeout=values.get("distributed_timeout") or 600.0,
         data_dir=values.get("data"),
         generation=options.generation_settings_from(values),
     )
 
 
-def _recipe(fault_name: str | None) -> Recipe:
+def recipe_from(fault_name: str | None, fuse_dequantize: bool = False) -> Recipe:
+    if fuse_dequantize:
+        import dataclasses
+        import functools
+
+        from lora_harness.lora.adapters import fuse_with_mlx_lm
+
+        fuse = functools.partial(fuse_with_mlx_lm, dequantize=True)
+        recipe = recipe_from(fault_name)
+        return dataclasses.replace(recipe, name=f"{recipe.name}+fuse-dequantize", fuse=fuse)
     if not fault_name:
         return CORRECT
     from lora_harness.core.errors import InputError
