@@ -134,7 +134,7 @@ def allowed_difference(
 
 def within(distance: float, allowed: float) -> bool:
     """NaN is never within anything: a non-finite result is a finding, not a pass."""
-    return math.isfinite(distance) and distance <= allowed
+    return isinstance(distance, (int, float)) and math.isfinite(distance) and distance <= allowed
 
 
 def noise_floor(model, tokens) -> float:
