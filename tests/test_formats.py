@@ -8,6 +8,7 @@ bf16 and 4-bit.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import mlx.core as mx
 import pytest
@@ -142,3 +143,19 @@ def test_fuse_can_dequantize_like_mlx_lm_fuse(formats):
     floor, allowed = ctx.model.tolerance()
     assert distance <= allowed, (distance, allowed)
     assert mx.isfinite(mx.array(distance)).item()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LORA_HARNESS_FORMATS_SELFTEST"),
+    reason="the whole fault catalogue per format takes minutes; set LORA_HARNESS_FORMATS_SELFTEST=1",
+)
+@pytest.mark.parametrize("name", ["tiny-bf16", "tiny-q4"])
+def test_selftest_catches_every_observable_fault_in_format(formats, name):
+    from lora_harness.runs.run import Settings
+    from lora_harness.runs.selftest import run_selftest
+
+    settings = Settings(model=None, lora=LoRAConfig(), pins={}, suite=None, check_names=suites.GATE)
+    section = run_selftest(formats[name], settings, list(FAULTS))
+    summary = section["summary"]
+    assert summary["clean_not_passing"] == [] and summary["escaped"] == [], summary
+    assert summary["caught"] + len(summary["no_effect"]) == len(FAULTS)
