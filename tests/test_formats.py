@@ -159,3 +159,18 @@ def test_selftest_catches_every_observable_fault_in_format(formats, name):
     summary = section["summary"]
     assert summary["clean_not_passing"] == [] and summary["escaped"] == [], summary
     assert summary["caught"] + len(summary["no_effect"]) == len(FAULTS)
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("fixture:tiny-q4-g16", "group size 16 is not supported"),
+        ("fixture:tiny-g32", "needs a quantisation"),
+        ("fixture:tiny-q9", "unknown fixture"),
+    ],
+)
+def test_unusable_formats_are_one_line_input_errors(cli, formats, spec, fragment):
+    result = cli("run", "--model", spec, "--check", "lora_layer_count")
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -10,9 +10,9 @@ fixture never reuses stale variants.
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +87,7 @@ def _convert_atomically(variant: Variant, source: Path, folder: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         # mlx_lm.convert prints progress on stdout, which may be carrying a JSON report.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(io.StringIO()):
             convert(str(source), str(staging / "model"), **variant.convert_arguments())
         (staging / "model").chmod(0o755)
         try:

@@ -33,7 +33,8 @@ class Option:
 MODEL_OPTIONS = [
     Option(
         "model",
-        f"mlx-lm model folder, hub id, fixture:tiny or shape:<name|config.json> "
+        f"mlx-lm model folder, hub id, fixture:tiny (or a format made by mlx_lm.convert: "
+        f"fixture:tiny-bf16, -fp16, -q4, -q8-g32, ...) or shape:<name|config.json> "
         f"(default {DEFAULT_MODEL})",
         metavar="M",
     ),
