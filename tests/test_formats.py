@@ -1,8 +1,8 @@
 """No false alarms on the formats people train on, and every numeric check still bites there.
 
 The bf16 and 4-bit fixtures are made by mlx_lm.convert from the fixture, once per session.
-Each numeric check is shown passing on the clean recipe and failing on its fault in fp32,
-bf16 and 4-bit.
+Each numeric check is shown passing on the clean recipe and failing on its fault in bf16
+and 4-bit (fp32: tests/test_checks.py).
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ FAULT_CHECKS = {
 }
 
 
-@pytest.mark.parametrize("name", FORMATS)
+# fp32: tests/test_checks.py asserts the whole fault x check matrix there.
+@pytest.mark.parametrize("name", ["tiny-bf16", "tiny-q4"])
 @pytest.mark.parametrize("fault_name", sorted(FAULT_CHECKS))
 def test_numeric_checks_fail_on_their_fault_in_every_format(formats, name, fault_name):
     fault = FAULTS[fault_name]
@@ -114,10 +115,7 @@ def test_frozen_base_covers_packed_weights_scales_and_biases(formats, part):
     result = suites.run_checks(contexts[0], ["frozen_base_unchanged"])[0]
     assert result.status == "fail", result.message
     assert result.message.endswith(f"q_proj.linear.{part})"), result.message
-    clean = suites.run_checks(
-        RunContext(formats["tiny-q4"], LoRAConfig()), ["frozen_base_unchanged"]
-    )
-    assert clean[0].status == "pass", clean[0].message
+    # The clean run passing on the same model: test_gate_is_clean_on_each_format[tiny-q4].
 
 
 def test_qlora_expectations_walk_quantized_linears(formats):
