@@ -59,16 +59,19 @@ def fuse_with_mlx_lm(model, dequantize: bool = False) -> None:
         dequantize_model(model)  # in place; mlx_lm.fuse --dequantize does the same
 
 
-def fuse_exactly(model) -> set[str]:
+def fuse_exactly(model) -> dict[str, dict]:
     """mlx-lm's fuse with dequantize=True: base + adapter merged, nothing re-quantised.
 
-    Returns the names of the merged modules whose base was quantised."""
-    fused, quantized = [], set()
+    Returns, for each merged module whose base was quantised, that base's quantisation
+    (group_size, bits, mode): what mlx-lm's default fuse re-quantises it with."""
+    fused, quantized = [], {}
     for name, module in model.named_modules():
         if hasattr(module, "fuse"):
             fused.append((name, module.fuse(dequantize=True)))
-            if hasattr(getattr(module, "linear", None), "bits"):
-                quantized.add(name)
+            base = getattr(module, "linear", None)
+            if hasattr(base, "bits"):
+                mode = getattr(base, "mode", "affine")
+                quantized[name] = {"group_size": base.group_size, "bits": base.bits, "mode": mode}
     if fused:
         model.update_modules(tree_unflatten(fused))
     return quantized

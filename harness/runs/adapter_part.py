@@ -81,11 +81,6 @@ class AdapterFiles:
             return exact, None
         import mlx.nn as nn
 
-        nn.quantize(
-            model,
-            target.group_size,
-            target.bits,
-            mode=target.mode,
-            class_predicate=lambda name, module: name in merged,
-        )
+        # Each merged layer rounded with its own base's quantisation (mixed-bit models too).
+        nn.quantize(model, class_predicate=lambda name, module: merged.get(name, False))
         return exact, self.model_part.logits(model)
