@@ -1,5 +1,12 @@
-"""Distributed: k ranks train the same adapter as one process on the whole batches."""
+"""Distributed: k ranks train the same adapter as one process on the whole batches.
 
+Criterion: d(rank's adapters, single process) <= 4 floor + 8 u * steps (harness/core/numerics.py),
+d being max |difference| / max |reference| over the adapter tensors, floor the distance
+between two single-process references that sum the shards in opposite orders (this
+backend's rounding), u the unit roundoff of the adapters' dtype; each step rounds again.
+"""
+
+from lora_harness.core import numerics
 from lora_harness.core.checking import Check, Measurement, register
 
 
@@ -15,19 +22,31 @@ class DistributedMatchesSingle(Check):
         "Shard batches disjointly across ranks and average (not sum) gradients before the update."
     )
     requires = ("weights", "distributed")
-    relative_tolerance = 1e-3
 
     def measure(self, ctx) -> Measurement:
-        distance = ctx.training.ranks.distance_to_single
-        return Measurement(distance, self.relative_tolerance, {"size": ctx.training.ranks.size})
+        ranks = ctx.training.ranks
+        allowed = ranks.allowed_distance
+        if allowed is None:  # evidence gathered without a floor: one rounding per step
+            precision = numerics.precision_of_arrays([])  # float32, the adapters' usual dtype
+            allowed = numerics.allowed_difference(precision, roundings=ctx.lora.iters)
+        evidence = {
+            "size": ranks.size,
+            "noise_floor": ranks.single_noise_floor,
+            "allowed": allowed,
+            "distance": numerics.reportable(ranks.distance_to_single),
+        }
+        return Measurement(ranks.distance_to_single, allowed, evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
-        if measurement.observed <= measurement.expected:
+        distance, allowed = measurement.observed, measurement.expected
+        if numerics.within(distance, allowed):
             return (
                 "pass",
-                f"matches single-process training (relative distance {measurement.observed:.1e})",
+                f"matches single-process training (relative distance {distance:.1e}, "
+                f"allowed {allowed:.1e})",
             )
         return (
             "fail",
-            f"differs from single-process training: relative distance {measurement.observed:.3g}",
+            f"differs from single-process training: relative distance {distance:.3g} "
+            f"(allowed {allowed:.3g}, floor {measurement.evidence['noise_floor']:.3g})",
         )

@@ -1,6 +1,12 @@
-"""Right after conversion the LoRA model must compute exactly what the base model computes."""
+"""Right after conversion the LoRA model must compute exactly what the base model computes.
 
-from lora_harness.core.checking import Check, Measurement, logit_difference, register
+Criterion: d(LoRA model at init, base) <= 4 floor + 8 u (harness/core/numerics.py): floor is
+the base's logits computed batched and row by row, u the unit roundoff of the model's
+dtype. LoRA's lora_b = 0 gives exactly 0; DoRA rescales by m/||W||, 1 only up to rounding.
+"""
+
+from lora_harness.core import numerics
+from lora_harness.core.checking import Check, Measurement, register
 
 
 @register
@@ -16,21 +22,21 @@ class IdentityAtInit(Check):
         "adapted model is the base model until training moves it."
     )
     requires = ("weights",)
-    # DoRA rescales by m/||W||, which is 1 only up to float rounding.
-    relative_tolerance = 1e-5
 
     def measure(self, ctx) -> Measurement:
-        difference, relative = logit_difference(ctx.model.init_logits, ctx.model.base_logits)
-        return Measurement(
-            observed=relative,
-            expected=0.0,
-            evidence={"max_abs_difference": difference, "tolerance": self.relative_tolerance},
-        )
+        part = ctx.model
+        distance = numerics.relative_distance(part.init_logits, part.base_logits)
+        floor, allowed = part.tolerance()
+        evidence = numerics.evidence(part.precision, floor, allowed, init_vs_base=distance)
+        return Measurement(observed=distance, expected=allowed, evidence=evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
-        if measurement.observed <= self.relative_tolerance:
-            return "pass", f"max relative logit difference {measurement.observed:.2e} at init"
+        distance, allowed = measurement.observed, measurement.expected
+        if numerics.within(distance, allowed):
+            return "pass", (
+                f"max relative logit difference {distance:.2e} at init (allowed {allowed:.1e})"
+            )
         return "fail", (
             f"LoRA model differs from the base before training: max relative logit difference "
-            f"{measurement.observed:.3g} (tolerance {self.relative_tolerance:g})"
+            f"{distance:.3g} (allowed {allowed:.3g} for {measurement.evidence['precision']['label']})"
         )

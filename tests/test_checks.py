@@ -94,6 +94,7 @@ CAUGHT_BY = {
         "voice_score_baseline",
         "adapter_roundtrip",
         "adapter_applied",
+        "fuse_equivalence",  # NaN adapters: the fuse once passed on "distance nan"
     },
     "huge_scale": {
         "adapters_changed",
@@ -194,10 +195,11 @@ def test_failing_checks_tell_the_user_what_to_do(fixture_source):
 
 def test_skipping_optimizer_init_has_no_effect_in_this_mlx(selftest_section):
     # MLX creates optimizer state lazily from the first gradients, so skipping init is
-    # harmless here; measured, not assumed: parameters end bit-identical to the clean run.
+    # harmless here; measured, not assumed: parameters end within two clean runs' spread.
     (entry,) = [e for e in selftest_section["faults"] if e["name"] == "skip_optimizer_init"]
     assert entry["no_effect"] and not entry["caught"]
-    assert entry["evidence"]["parameters_identical_to_clean_run"] > 0
+    assert entry["evidence"]["base_identical_to_clean_run"]
+    assert entry["evidence"]["adapter_distance_to_clean_run"] <= entry["evidence"]["allowed"]
     assert selftest_section["summary"]["verdict"] == "pass"
 
 

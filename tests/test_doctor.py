@@ -15,17 +15,8 @@ from lora_harness.text import corpus
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, fixture_cache):
-    """An adapter trained by `python -m mlx_lm lora` itself on `lora-harness fixture export`."""
-    folder = tmp_path_factory.mktemp("mlx-lm-lora")
-    subprocess.run(
-        [sys.executable, "-m", "lora_harness", "fixture", "export", str(folder / "model")],
-        check=True,
-    )
-    rows = [json.dumps({"text": t}) + "\n" for t in corpus.corpus("folksy", 64, seed=3)]
-    (folder / "train.jsonl").write_text("".join(rows))
-    (folder / "valid.jsonl").write_text("".join(rows[:8]))
+def _train_with_mlx_lm(folder, model_dir):
+    """`python -m mlx_lm lora` itself trains an adapter on `model_dir` into folder/adapters."""
     subprocess.run(
         [
             sys.executable,
@@ -33,7 +24,7 @@ def trained(tmp_path_factory, fixture_cache):
             "mlx_lm",
             "lora",
             "--model",
-            str(folder / "model"),
+            str(model_dir),
             "--train",
             "--data",
             str(folder),
@@ -58,7 +49,37 @@ def trained(tmp_path_factory, fixture_cache):
     return folder
 
 
-def doctor(cli, folder, adapters):
+def _data(folder):
+    rows = [json.dumps({"text": t}) + "\n" for t in corpus.corpus("folksy", 64, seed=3)]
+    (folder / "train.jsonl").write_text("".join(rows))
+    (folder / "valid.jsonl").write_text("".join(rows[:8]))
+    (folder / "references.txt").write_text("\n".join(corpus.corpus("folksy", 24, seed=5)) + "\n")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fixture_cache):
+    """An adapter trained by `python -m mlx_lm lora` itself on `lora-harness fixture export`."""
+    folder = tmp_path_factory.mktemp("mlx-lm-lora")
+    subprocess.run(
+        [sys.executable, "-m", "lora_harness", "fixture", "export", str(folder / "model")],
+        check=True,
+    )
+    _data(folder)
+    return _train_with_mlx_lm(folder, folder / "model")
+
+
+@pytest.fixture(scope="module")
+def trained_q4(tmp_path_factory, fixture_cache):
+    """QLoRA: `mlx_lm lora` on the 4-bit fixture that mlx_lm.convert made."""
+    from lora_harness.models.fixture import fixture_path
+
+    folder = tmp_path_factory.mktemp("mlx-lm-qlora")
+    shutil.copytree(fixture_path("tiny-q4"), folder / "model")
+    _data(folder)
+    return _train_with_mlx_lm(folder, folder / "model")
+
+
+def doctor(cli, folder, adapters, *extra):
     return cli(
         "doctor",
         "--model",
@@ -69,6 +90,7 @@ def doctor(cli, folder, adapters):
         "-",
         "--out",
         "o",
+        *extra,
     )
 
 
@@ -86,13 +108,33 @@ def corrupted(trained, tmp_path, change):
 
 
 def test_adapter_from_mlx_lm_lora_passes(cli, trained):
-    result = doctor(cli, trained, trained / "adapters")
+    references = str(trained / "references.txt")
+    result = doctor(cli, trained, trained / "adapters", "--voice-references", references)
     assert result.returncode == 0, result.stderr
     report = result.json()
     assert report["summary"]["verdict"] == "pass"
     assert (
         report["generation"]["trained_voice_score"] > report["generation"]["untrained_voice_score"]
     )
+
+
+def test_without_references_the_voice_is_not_scored(cli, trained):
+    # The built-in references are the fixture's voice, not the one a user's adapter learned.
+    result = doctor(cli, trained, trained / "adapters")
+    assert result.returncode == 0, result.stderr
+    (voice,) = [c for c in result.json()["checks"] if c["name"] == "voice_score_baseline"]
+    assert voice["status"] == "skip"
+    assert voice["message"] == "pass --voice-references to score the voice"
+
+
+def test_adapter_from_mlx_lm_lora_on_a_4bit_base_passes(cli, trained_q4):
+    result = doctor(cli, trained_q4, trained_q4 / "adapters")
+    assert result.returncode == 0, result.stderr
+    report = result.json()
+    assert report["summary"]["fail"] == report["summary"]["error"] == 0
+    (fuse,) = [c for c in report["checks"] if c["name"] == "fuse_equivalence"]
+    assert fuse["evidence"]["precision"]["bits"] == 4
+    assert fuse["evidence"]["ratio"] <= 0.5
 
 
 def _drop(tensors):
@@ -113,15 +155,21 @@ def _nan(tensors):
     tensors[name] = mx.full(tensors[name].shape, float("nan"))
 
 
+def _int32(tensors):
+    name = sorted(n for n in tensors if n.endswith("lora_a"))[0]
+    tensors[name] = (tensors[name] * 100).astype(mx.int32)
+
+
 @pytest.mark.parametrize(
     "change, failing",
     [
         (_drop, {"adapter_file_exact"}),
         (_wrong_shape, {"adapter_file_exact", "adapter_config_consistent", "adapter_applied"}),
         (_foreign, {"adapter_file_exact", "adapter_applied", "fuse_equivalence"}),
-        (_nan, {"adapter_tensors_finite"}),
+        (_nan, {"adapter_tensors_finite", "adapter_applied", "fuse_equivalence"}),
+        (_int32, {"adapter_file_exact"}),
     ],
-    ids=["dropped-tensor", "wrong-shape", "foreign-key", "nan"],
+    ids=["dropped-tensor", "wrong-shape", "foreign-key", "nan", "int32-lora-a"],
 )
 def test_corrupted_adapters_are_findings(cli, trained, tmp_path, change, failing):
     result = doctor(cli, trained, corrupted(trained, tmp_path, change))
@@ -129,6 +177,13 @@ def test_corrupted_adapters_are_findings(cli, trained, tmp_path, change, failing
     observed = {n for n, s in statuses(result).items() if s == "fail"}
     assert failing <= observed
     assert "error" not in statuses(result).values()
+    messages = {c["name"]: c["message"] for c in result.json()["checks"]}
+    if change is _nan:  # every check names the cause: non-finite values, not "not applied"
+        assert "not applied" not in messages["adapter_applied"]
+        assert "not finite" in messages["adapter_applied"]
+        assert "not finite" in messages["fuse_equivalence"]
+    if change is _int32:
+        assert "not floating point" in messages["adapter_file_exact"]
 
 
 @pytest.mark.parametrize(

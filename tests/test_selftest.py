@@ -17,21 +17,41 @@ def _results(**statuses):
     return [CheckResult(name=n, status=s, summary="") for n, s in statuses.items()]
 
 
+def _state(value: float, base=(1, 2)):
+    import mlx.core as mx
+
+    from lora_harness.runs.selftest import FinalState
+
+    return FinalState({"w": base}, {"lora_a": mx.array([1.0, value])})
+
+
+def _clean(spread: float):
+    from lora_harness.runs.selftest import CleanSpread
+
+    return CleanSpread.measure(_state(1.0), _state(1.0 + spread))
+
+
 def test_a_fault_that_fails_only_unexpected_checks_is_not_caught():
     fault = FAULTS["nonzero_lora_b_init"]  # expects identity_at_init
-    entry = judge_fault(
-        fault, _results(identity_at_init="pass", adapters_changed="fail"), {"a": 1}, {"a": 2}
-    )
+    results = _results(identity_at_init="pass", adapters_changed="fail")
+    entry = judge_fault(fault, results, _state(2.0), _clean(0.0))
     assert not entry["caught"] and not entry["no_effect"]
     assert entry["also_failed"] == ["adapters_changed"]
 
 
-def test_no_effect_needs_identical_parameters_and_no_failures():
+def test_no_effect_is_judged_against_the_spread_of_two_clean_runs():
     fault = FAULTS["skip_optimizer_init"]
-    params = {"w": (1, 2)}
-    assert judge_fault(fault, _results(x="pass"), params, dict(params))["no_effect"]
-    assert not judge_fault(fault, _results(x="pass"), params, {"w": (1, 3)})["no_effect"]
-    assert not judge_fault(fault, _results(x="pass"), {}, {})["no_effect"], (
+    passing = _results(x="pass")
+    assert judge_fault(fault, passing, _state(1.0), _clean(0.0))["no_effect"]
+    # Off by more than rounding, with clean runs bit-identical: an effect.
+    assert not judge_fault(fault, passing, _state(1.01), _clean(0.0))["no_effect"]
+    # The same offset is no effect where two clean runs differ by as much (a GPU backend).
+    entry = judge_fault(fault, passing, _state(1.01), _clean(0.01))
+    assert entry["no_effect"], entry["evidence"]
+    assert entry["evidence"]["clean_run_spread"] > 0
+    # The base is frozen, so it must match bit for bit on any backend.
+    assert not judge_fault(fault, passing, _state(1.0, base=(1, 3)), _clean(0.01))["no_effect"]
+    assert not judge_fault(fault, passing, None, _clean(0.0))["no_effect"], (
         "untrained is not evidence"
     )
 

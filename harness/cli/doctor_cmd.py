@@ -12,7 +12,7 @@ from lora_harness.lora import expectations
 from lora_harness.models.sources import resolve
 from lora_harness.runs import options, suites, validate
 from lora_harness.runs.doctor import DoctorContext
-from lora_harness.runs.run import Settings, execute
+from lora_harness.runs.run import Settings, execute, recipe_for
 
 
 def register(commands) -> None:
@@ -46,6 +46,7 @@ def handle(args) -> int:
         pins=expectations.parse_pins(values.get("expect") or []),
         data_dir=args.data,
         generation_settings=options.generation_settings_from(values),
+        recipe=recipe_for(values),
     )
     ctx.model.expectations, ctx.adapter.tensors, ctx.model.probe_batch  # noqa: B018  (bad input fails now)
     settings = Settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lora_harness.cli import progress
@@ -65,7 +66,13 @@ def handle(args) -> int:
     path = emit(report, args, path=write_run_folder(report, ctx, args.out, write_report=False))
     if args.history:  # only once the report it points to exists
         history.append(args.history, report)
-    if args.save_baseline:
+    if args.save_baseline and report["summary"]["verdict"] != "pass":
+        # Said even with --quiet: the user asked for a file that is not written.
+        print(
+            f"lora-harness: baseline NOT saved to {args.save_baseline}: the run did not pass",
+            file=sys.stderr,
+        )
+    elif args.save_baseline:
         key = save_baseline(report, args.save_baseline)
         show.note(f"baseline saved to {args.save_baseline} under {key}")
     show.note(progress.summary_line(report["summary"]))

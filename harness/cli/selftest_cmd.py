@@ -76,5 +76,9 @@ def _fault_line(entry: dict) -> str:
     if entry["caught"]:
         return f"  CAUGHT    {entry['name']:<30} by {', '.join(entry['caught_by'])}"
     if entry["no_effect"]:
-        return f"  NO EFFECT {entry['name']:<30} parameters identical to the clean run"
+        ev = entry["evidence"]
+        return (
+            f"  NO EFFECT {entry['name']:<30} adapters {ev['adapter_distance_to_clean_run']:.2g} "
+            f"from the clean run (two clean runs: {ev['clean_run_spread']:.2g}), base identical"
+        )
     return f"  ESCAPED   {entry['name']:<30} expected {', '.join(entry['expected_checks'])}"

@@ -73,15 +73,40 @@ def _replace(path: Path, write) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def fuse_with_mlx_lm(model) -> None:
-    """What `mlx_lm.fuse` does: replace every LoRA module by its `.fuse()` result."""
+def fuse_with_mlx_lm(model, dequantize: bool = False) -> None:
+    """What `mlx_lm.fuse` does: replace every LoRA module by its `.fuse()` result.
+
+    With `dequantize` (mlx_lm.fuse --dequantize) a quantised base is merged into float
+    weights instead of being re-quantised."""
     fused = [
-        (name, module.fuse(dequantize=False))
+        (name, module.fuse(dequantize=dequantize))
         for name, module in model.named_modules()
         if hasattr(module, "fuse")
     ]
     if fused:
         model.update_modules(tree_unflatten(fused))
+    if dequantize:
+        from mlx_lm.utils import dequantize_model
+
+        dequantize_model(model)  # in place; mlx_lm.fuse --dequantize does the same
+
+
+def fuse_exactly(model) -> dict[str, dict]:
+    """mlx-lm's fuse with dequantize=True: base + adapter merged, nothing re-quantised.
+
+    Returns, for each merged module whose base was quantised, that base's quantisation
+    (group_size, bits, mode): what mlx-lm's default fuse re-quantises it with."""
+    fused, quantized = [], {}
+    for name, module in model.named_modules():
+        if hasattr(module, "fuse"):
+            fused.append((name, module.fuse(dequantize=True)))
+            base = getattr(module, "linear", None)
+            if hasattr(base, "bits"):
+                mode = getattr(base, "mode", "affine")
+                quantized[name] = {"group_size": base.group_size, "bits": base.bits, "mode": mode}
+    if fused:
+        model.update_modules(tree_unflatten(fused))
+    return quantized
 
 
 ADAPTER_RULES = {

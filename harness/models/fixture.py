@@ -62,13 +62,25 @@ def cache_root() -> Path:
 
 
 def fixture_path(name: str = "tiny") -> Path:
-    """The cached model folder for fixture `name`, building it on first use (~20 s on CPU)."""
+    """The cached model folder for fixture `name`, building it on first use (~20 s on CPU).
+
+    `name` may carry a format: tiny-bf16, tiny-fp16, tiny-q4, tiny-q8-g32, tiny-bf16-q4,
+    tiny-mxfp4 (see models/variants.py), converted from the fixture by mlx_lm.convert."""
     recipe = RECIPES.get(name)
     if recipe is None:
+        base = name.split("-", 1)[0]
+        if base in RECIPES and "-" in name:
+            # A format variant (fixture:tiny-bf16, -q4-g32, ...), made by mlx_lm.convert.
+            from lora_harness.models import variants
+
+            return variants.variant_path(name, fixture_path(base))
         from lora_harness.core.errors import InputError
 
         known = ", ".join(f"fixture:{n}" for n in RECIPES)
-        raise InputError(f"unknown fixture {name!r}; available: {known}")
+        raise InputError(
+            f"unknown fixture {name!r}; available: {known} and its formats, e.g. "
+            "fixture:tiny-bf16, fixture:tiny-q4, fixture:tiny-q8-g32"
+        )
     folder = cache_root() / "fixtures" / f"{recipe.name}-{recipe.digest()}"
     if folder.exists() and (problem := verify(folder)):
         import sys

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from lora_harness.lora.adapters import AdapterRejected, read_adapter_tensors
+from lora_harness.core import numerics
+from lora_harness.lora.adapters import AdapterRejected, fuse_exactly, read_adapter_tensors
 
 
 class AdapterFiles:
@@ -66,4 +67,26 @@ class AdapterFiles:
         """Probe logits of the same, after the recipe's fuse."""
         model = self.load_with_adapter()
         self.model_part.recipe.fuse(model)
+        self.fused_precision = numerics.precision_of(model)
         return self.model_part.logits(model)
+
+    @cached_property
+    def fuse_references(self):
+        """(exact, rounded): base + adapter merged without re-quantising, and that merge
+        quantised as the fused model is (None when the fused model is not quantised).
+
+        `exact` against the adapter's logits is the noise floor of merging at all; `rounded`
+        against `exact` is what re-quantising the merged weights alone moves the logits by.
+        """
+        self.fused_logits  # noqa: B018  (sets fused_precision)
+        model = self.load_with_adapter()
+        merged = fuse_exactly(model)
+        exact = self.model_part.logits(model)
+        target = self.fused_precision
+        if not target.quantized or not merged:
+            return exact, None
+        import mlx.nn as nn
+
+        # Each merged layer rounded with its own base's quantisation (mixed-bit models too).
+        nn.quantize(model, class_predicate=lambda name, module: merged.get(name, False))
+        return exact, self.model_part.logits(model)

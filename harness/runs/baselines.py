@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
@@ -54,6 +55,25 @@ def lookup(path: Path, key: str) -> dict | None:
 
 
 def save(path: Path, key: str, entry: dict) -> None:
+    """Store `entry` under `key`; refuses NaN/inf anywhere (JSON has none; a NaN bar fails all)."""
+    if bad := _non_finite(entry):
+        raise InputError(f"--save-baseline: not saved, {bad} is not finite; fix the run first")
     document = read(path)
     document["baselines"][key] = entry
     write_atomic(Path(path), json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _non_finite(value, where: str = "the baseline") -> str | None:
+    """The dotted name of the first NaN/inf number in `value`, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if found := _non_finite(item, f"{where}.{key}" if where != "the baseline" else str(key)):
+            return found
+    return None

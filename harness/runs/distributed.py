@@ -8,6 +8,7 @@ A watchdog ends a rank that makes no progress, so a dead peer never hangs the ru
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -15,7 +16,7 @@ import time
 
 import mlx.core as mx
 
-from lora_harness.core import fingerprint
+from lora_harness.core import fingerprint, numerics
 from lora_harness.core.errors import EXIT_RANK_LOST
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora import trainer
@@ -50,8 +51,11 @@ def digest_ints(digests: dict) -> list[int]:
     return [v for name in sorted(digests) for v in digests[name]]
 
 
-def single_process_reference(ctx, batch) -> dict[str, mx.array]:
-    """The same steps in one process: gradients of each rank's shard, averaged locally."""
+def single_process_reference(ctx, batch, reverse: bool = False) -> dict[str, mx.array]:
+    """The same steps in one process: gradients of each rank's shard, averaged locally.
+
+    `reverse` sums the shards in the opposite order: equal in exact arithmetic, so the
+    two references differ only by this backend's rounding (the noise floor)."""
     from mlx.utils import tree_map
 
     from lora_harness.lora.adapters import adapter_weights
@@ -64,7 +68,7 @@ def single_process_reference(ctx, batch) -> dict[str, mx.array]:
     size = ctx.group.size()
     for _ in range(part.lora.iters):
         total = None
-        for rank in range(size):
+        for rank in reversed(range(size)) if reverse else range(size):
             _, grads = loss_and_grad(model, *shard(batch, rank, size))
             total = grads if total is None else tree_map(lambda a, b: a + b, total, grads)
         optimizer.update(model, tree_map(lambda g: g / size, total))
@@ -139,15 +143,22 @@ def _train_ranks(ctx, watchdog) -> TrainingOutcome:
     result = outcome(model, before, metrics, gradient_keys, optimizer)
     reference = single_process_reference(ctx, part.probe_batch)
     watchdog.beat()  # the local reference run is slow, not hung
-    result.ranks = _gather(part, result, reference, rank, size)
+    again = single_process_reference(ctx, part.probe_batch, reverse=True)
+    watchdog.beat()
+    result.ranks = _gather(part, result, (reference, again), rank, size)
     return result
 
 
-def _gather(part, result, reference, rank: int, size: int) -> RanksOutcome:
+def _gather(part, result, references, rank: int, size: int) -> RanksOutcome:
     """Per-rank summaries, all-gathered so every rank (and the report) sees them all."""
+    reference, again = references
     ours = recipes.split_adapter_and_base(part.lora_model)[0]
-    scale = max(max(mx.max(mx.abs(a)).item() for a in ours.values()), 1e-12)
-    distance = max(mx.max(mx.abs(ours[n] - reference[n])).item() for n in ours) / scale
+    distance = numerics.tree_distance(ours, reference)
+    floor = numerics.tree_distance(again, reference)
+    floor = floor if math.isfinite(floor) else 0.0
+    precision = numerics.precision_of_arrays(ours.values())
+    # Each optimizer step rounds once more: the rounding budget grows with the steps.
+    allowed = numerics.allowed_difference(precision, floor, roundings=part.lora.iters)
     changed = len(fingerprint.changed(result.base_before, result.base_after))
     return RanksOutcome(
         rank=rank,
@@ -156,4 +167,6 @@ def _gather(part, result, reference, rank: int, size: int) -> RanksOutcome:
         base_changed=[row[0] for row in all_gather_ints([changed])],
         trainable_arrays=[row[0] for row in all_gather_ints([len(part.trainable_keys())])],
         distance_to_single=distance,
+        single_noise_floor=floor,
+        allowed_distance=allowed,
     )

@@ -58,7 +58,12 @@ class AdapterModelPart(ModelPart):
 
 
 class AdapterGenerationPart(GenerationPart):
-    """'Before' is the same model with the adapter disabled: there is no training run."""
+    """'Before' is the same model with the adapter disabled: there is no training run.
+
+    The adapter learned its own data's voice, so it is scored only against references the
+    user passes (--voice-references)."""
+
+    needs_references = True
 
     @cached_property
     def init_generations(self):
@@ -76,6 +81,7 @@ class DoctorContext(RunContext):
         self.model = AdapterModelPart(
             source,
             lora,
+            recipe=self.model.recipe,
             pins=kwargs.get("pins"),
             data_dir=kwargs.get("data_dir"),
             adapter_files=self.adapter,

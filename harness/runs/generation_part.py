@@ -17,6 +17,9 @@ from lora_harness.text.voice import DEFAULT_SCORER, bootstrap_spread, load_score
 
 
 class GenerationPart:
+    # True where the built-in references say nothing about the voice (an adapter made elsewhere).
+    needs_references = False
+
     def __init__(self, model_part, settings: GenerationSettings, ensure_trained: Callable):
         self.model_part, self.settings = model_part, settings
         self._ensure_trained = ensure_trained  # runs (or refuses) training before `generations`

@@ -11,6 +11,7 @@ from functools import cached_property
 
 from mlx.utils import tree_flatten
 
+from lora_harness.core import numerics
 from lora_harness.lora import dpo, expectations, trainer
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora.lora_config import LoRAConfig
@@ -93,9 +94,20 @@ class ModelPart:
     def lora_model(self):
         """The model after the recipe's freeze -> convert -> unfreeze."""
         self.expectations  # noqa: B018  (the walk must see the original modules)
-        has_weights = self.source.has_weights
-        self._base_logits = self.logits(self._loaded[0]) if has_weights else None
+        base = self._loaded[0]
+        self.precision = numerics.precision_of(base)
+        self.noise_floor = None
+        self._base_logits = None
+        if self.source.has_weights:
+            self._base_logits = self.logits(base)
+            self.noise_floor = numerics.noise_floor(base, self.probe_batch[0])
         return trainer.prepare_lora_model(self._loaded[0], self.lora, self.recipe)
+
+    def tolerance(self, rounding: float = 0.0) -> tuple[float, float]:
+        """(noise floor, allowed relative difference) for logits of this model on this backend."""
+        self.lora_model  # noqa: B018  (both are measured on the unconverted model)
+        floor = self.noise_floor or 0.0
+        return floor, numerics.allowed_difference(self.precision, floor, rounding)
 
     @cached_property
     def init_logits(self):

@@ -44,7 +44,9 @@ def lora_help(name: str) -> str:
 MODEL_OPTIONS = [
     Option(
         "model",
-        f"mlx-lm model folder, hub id, fixture:tiny, shape:<name|config.json> or random:<same>[@dtype] "
+        "mlx-lm model folder, hub id, fixture:tiny (or a format made by mlx_lm.convert: "
+        "fixture:tiny-bf16, -fp16, -q4, -q8-g32, ...), shape:<name|config.json> or "
+        f"random:<same>[@dtype] "
         f"(default {DEFAULT_MODEL})",
         metavar="M",
     ),
@@ -62,6 +64,14 @@ RECIPE_OPTIONS = [
         "your own LoRA steps as module:object (see lora_harness.lora.user_recipe); the steps "
         "it leaves out come from the correct recipe",
         metavar="MOD:OBJ",
+    ),
+]
+
+FUSE_OPTIONS = [
+    Option(
+        "fuse-dequantize",
+        "fuse like mlx_lm.fuse --dequantize: a quantised base is merged into float weights",
+        action="store_true",
     ),
 ]
 
@@ -166,6 +176,7 @@ RUN_OPTIONS = (
     MODEL_OPTIONS
     + DATA_OPTIONS
     + RECIPE_OPTIONS
+    + FUSE_OPTIONS
     + TRAINER_OPTIONS
     + DISTRIBUTED_OPTIONS
     + FAULT_OPTIONS
@@ -178,13 +189,14 @@ SELFTEST_OPTIONS = (
     MODEL_OPTIONS
     + DATA_OPTIONS
     + RECIPE_OPTIONS
+    + FUSE_OPTIONS
     + LORA_OPTIONS
     + EXPECT_OPTIONS
     + GENERATION_OPTIONS
 )
 TRAIN_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + LORA_OPTIONS
 BENCH_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS
-DOCTOR_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
+DOCTOR_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + FUSE_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
 
 
 def generation_settings_from(values: dict):

@@ -5,7 +5,9 @@ The CLI and the pytest plugin are thin adapters over `prepare` and `execute`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
@@ -17,6 +19,7 @@ from pathlib import Path
 from lora_harness.core.errors import InputError
 from lora_harness.core.files import write_atomic
 from lora_harness.lora import expectations
+from lora_harness.lora.adapters import fuse_with_mlx_lm
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
 from lora_harness.models.sources import ModelSource
@@ -50,9 +53,7 @@ def settings_from(values: dict, spell=validate.cli_flag) -> Settings:
     """
     validate.check_options(values, spell)
     validate.check_run(values, spell)
-    lora, recipe = _with_fault(
-        options.lora_config_from(values), values.get("inject_fault"), values.get("recipe")
-    )
+    lora, recipe = _lora_and_recipe(values)
     return Settings(
         model=values.get("model"),
         lora=lora,
@@ -68,15 +69,23 @@ def settings_from(values: dict, spell=validate.cli_flag) -> Settings:
     )
 
 
-def _with_fault(
-    lora: LoRAConfig, fault_name: str | None, user_spec: str | None = None
-) -> tuple[LoRAConfig, Recipe]:
-    """The user's --recipe (or the correct one), with --inject-fault applied on top."""
+def recipe_for(values: dict) -> Recipe:
+    """The user's --recipe (or the correct one), fused as --fuse-dequantize says."""
     recipe = CORRECT
-    if user_spec:
+    if values.get("recipe"):
         from lora_harness.lora import user_recipe
 
-        recipe = user_recipe.load(user_spec)
+        recipe = user_recipe.load(values["recipe"])
+    if values.get("fuse_dequantize"):
+        fuse = functools.partial(fuse_with_mlx_lm, dequantize=True)
+        recipe = dataclasses.replace(recipe, name=f"{recipe.name}+fuse-dequantize", fuse=fuse)
+    return recipe
+
+
+def _lora_and_recipe(values: dict) -> tuple[LoRAConfig, Recipe]:
+    """The LoRA settings and the recipe, with --inject-fault applied on top."""
+    lora, recipe = options.lora_config_from(values), recipe_for(values)
+    fault_name = values.get("inject_fault")
     if not fault_name:
         return lora, recipe
     from lora_harness.lora.faults import ALL_FAULTS
@@ -198,6 +207,13 @@ def save_baseline(report: dict, path: Path) -> str:
     if not section:
         raise InputError(
             "--save-baseline needs a run that generates: use the gate suite on a model with weights"
+        )
+    verdict = report["summary"]["verdict"]
+    if verdict != "pass":
+        failed = [c["name"] for c in report["checks"] if c["status"] in ("fail", "error")]
+        raise InputError(
+            f"--save-baseline: not saved, the run's verdict is {verdict} "
+            f"({', '.join(failed[:3])}); a baseline must come from a passing run"
         )
     entry = {
         "voice_score": section["trained_voice_score"],

@@ -40,6 +40,9 @@ class RanksOutcome:
     base_changed: list[int]
     trainable_arrays: list[int]
     distance_to_single: float
+    # Two single-process references summing the shards in opposite orders, and the bound.
+    single_noise_floor: float = 0.0
+    allowed_distance: float | None = None
 
 
 @dataclass
