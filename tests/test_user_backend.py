@@ -408,5 +408,6 @@ def test_plugin_bad_recipe_is_a_usage_error(pytester):
     )
     assert result.ret != 0
     assert (
-        "--recipe nosuch:RECIPE: cannot import nosuch" in result.stdout.str() + result.stderr.str()
+        "--lora-recipe nosuch:RECIPE: cannot import nosuch"
+        in result.stdout.str() + result.stderr.str()
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lora_harness.core.files import write_atomic
 from lora_harness.reports import json_report
 
 MASK = "***"
@@ -59,7 +60,7 @@ class Redactor:
         if self.values:
             clean = self.walk(document)
             if clean != document:
-                json_report.write_atomic(Path(path), json.dumps(clean, indent=2) + "\n")
+                write_atomic(Path(path), json.dumps(clean, indent=2) + "\n")
             document = clean
         return document
 

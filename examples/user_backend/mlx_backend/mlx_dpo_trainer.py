@@ -15,12 +15,16 @@ from mlx_backend.mlx_sft_trainer import gradient_function, init_optimizer
 BETA = 0.1
 
 
+def response_mask(tokens, spans):
+    """Which target positions are response tokens: the only ones the DPO loss scores."""
+    steps = mx.arange(1, tokens.shape[1])
+    return mx.logical_and(steps >= spans[:, 0:1], steps <= spans[:, 1:])
+
+
 def sequence_logprobs(model, tokens, spans):
     logits = model(tokens[:, :-1])
-    targets = tokens[:, 1:]
-    steps = mx.arange(1, targets.shape[1] + 1)
-    mask = mx.logical_and(steps >= spans[:, 0:1], steps <= spans[:, 1:])
-    return (-nn.losses.cross_entropy(logits, targets) * mask).astype(mx.float32).sum(axis=1)
+    mask = response_mask(tokens, spans)
+    return (-nn.losses.cross_entropy(logits, tokens[:, 1:]) * mask).astype(mx.float32).sum(axis=1)
 
 
 @contextmanager
@@ -44,11 +48,11 @@ def reference_logprobs(model, tokens, spans):
 
 
 def dpo_loss(model, tokens, spans, reference):
-    """Sigmoid DPO over (chosen rows, then rejected rows); (loss, sequence count)."""
+    """Sigmoid DPO over (chosen rows, then rejected rows); (loss, response tokens scored)."""
     half = tokens.shape[0] // 2
     advantage = sequence_logprobs(model, tokens, spans) - reference
     margin = BETA * (advantage[:half] - advantage[half:])
-    return -nn.log_sigmoid(margin).mean(), mx.array(tokens.shape[0])
+    return -nn.log_sigmoid(margin).mean(), response_mask(tokens, spans).sum()
 
 
 class MLXDPOTrainer:
