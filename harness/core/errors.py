@@ -8,6 +8,9 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
 # 4 is the remote runner's "a host could not be run".
 EXIT_RANK_LOST = 5  # a distributed run lost a rank (it died or hung)
+# A distributed rank failed on its own (an error of its code or of MLX there, not of a peer);
+# it wrote its report with the affected checks in `error`.
+EXIT_RANK_ERROR = 6
 
 
 class InputError(Exception):

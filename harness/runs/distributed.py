@@ -1,14 +1,23 @@
 """Data-parallel LoRA across ranks with MLX's own distributed engine (mx.distributed).
 
-Launched by `mlx.launch` (ring over TCP/Thunderbolt, or MPI): every rank trains the same
-recipe on its shard of each batch with gradients averaged across ranks. Afterwards the
-ranks all-gather small summaries (fingerprints, counts) so rank 0 can report on all.
-A watchdog ends a rank that makes no progress, so a dead peer never hangs the run.
+Launched by `mlx.launch` (ring over TCP/Thunderbolt, MPI, or NCCL on NVIDIA GPUs): every rank
+trains the same recipe on its shard of each batch with gradients averaged across ranks.
+Afterwards the ranks all-gather small summaries (fingerprints, counts) so rank 0 can report
+on all. A watchdog ends a rank that makes no progress, so a dead peer never hangs the run.
+
+Collectives name no stream: given none, each MLX backend (>= 0.29) runs them on the stream
+it supports, ring, MPI and JACCL on the CPU and NCCL on the GPU. `stream=mx.cpu`, as mlx-lm's
+trainer passes, fails under NCCL with "There is no Stream(gpu, N) in current thread".
+
+Errors are classified, not guessed: only a lost connection, a collective timeout or the
+watchdog means that another rank died or hung (exit 5, no report). Any other error is this
+rank's own: the checks report it and the CLI exits with EXIT_RANK_ERROR.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -21,9 +30,45 @@ from lora_harness.lora import recipe as recipes
 from lora_harness.lora import trainer
 from lora_harness.runs.training import RanksOutcome, TrainingOutcome, fingerprints, outcome
 
+# MLX's words when the link to another rank breaks or a collective gives up waiting on it:
+# the ring backend's lost socket, NCCL's remote and network errors, a collective timeout.
+PEER_LOST = re.compile(
+    r"connection to a peer was lost|ncclRemoteError|remote process exited"
+    r"|ncclSystemError|collective.*tim(ed|e)\s?out",
+    re.IGNORECASE,
+)
+
 
 def group():
     return mx.distributed.init()
+
+
+def rank() -> int:
+    return group().rank()
+
+
+def peer_lost(error: BaseException) -> bool:
+    """True when `error` says another rank went away; anything else is this rank's own error."""
+    return isinstance(error, RuntimeError) and bool(PEER_LOST.search(str(error)))
+
+
+def _collective(operation, array: mx.array) -> mx.array:
+    """One evaluated collective, on the stream its backend supports (no stream named)."""
+    result = operation(array)
+    mx.eval(result)
+    return result
+
+
+def barrier(timeout_s: float) -> None:
+    """Wait until every rank gets here; a lost or silent peer ends this rank (exit 5)."""
+    this = rank()
+    with Watchdog(timeout_s, this):
+        try:
+            _collective(mx.distributed.all_sum, mx.array(1.0))
+        except RuntimeError as error:
+            if peer_lost(error):
+                end_rank(this, f"waiting for the other ranks: {error}")
+            raise
 
 
 def shard(batch, rank: int, size: int):
@@ -39,8 +84,7 @@ def shard(batch, rank: int, size: int):
 def all_gather_ints(values: list[int]) -> list[list[int]]:
     """Each rank's list of ints (same length on every rank), gathered on every rank."""
     local = mx.array([v % (1 << 31) for v in values], dtype=mx.int32)[None]
-    gathered = mx.distributed.all_gather(local, stream=mx.cpu)
-    return gathered.tolist()
+    return _collective(mx.distributed.all_gather, local).tolist()
 
 
 def digest_ints(digests: dict) -> list[int]:
@@ -112,8 +156,10 @@ def train_distributed(ctx) -> TrainingOutcome:
     with Watchdog(ctx.distributed_timeout, rank) as watchdog:
         try:
             return _train_ranks(ctx, watchdog)
-        except RuntimeError as error:  # the ring backend raises when a peer's socket closes
-            end_rank(rank, f"training stopped: {error}")
+        except RuntimeError as error:
+            if peer_lost(error):
+                end_rank(rank, f"training stopped: {error}")
+            raise  # this rank's own error: the checks report it, the CLI exits EXIT_RANK_ERROR
 
 
 def _train_ranks(ctx, watchdog) -> TrainingOutcome:
