@@ -42,7 +42,7 @@ MODEL_OPTIONS = [
     ),
     Option(
         "distributed",
-        "data-parallel across the ranks of mlx.launch (ring or MPI); suite distributed",
+        "data-parallel across the ranks of mlx.launch (ring, MPI or NCCL); suite distributed",
         action="store_true",
     ),
     Option(
