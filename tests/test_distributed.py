@@ -22,6 +22,15 @@ LAUNCH = shutil.which("mlx.launch")
 pytestmark = pytest.mark.skipif(LAUNCH is None, reason="mlx.launch not on PATH")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def built_fixture(fixture_cache):
+    """fixture:tiny built once here: ranks that each build it at once double the CPU work,
+    which on a busy 2-core machine pushed a launch past its timeout."""
+    from lora_harness.models.fixture import fixture_path
+
+    return fixture_path("tiny")
+
+
 def launch(tmp_path, *args, timeout=300):
     command = [
         LAUNCH,
