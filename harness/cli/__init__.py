@@ -1,7 +1,9 @@
 """`lora-harness`: one file per subcommand; this module wires them and maps errors to exit codes.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage, 3 an internal
-error (a crash of the harness itself, or a check that raised); 130 on Ctrl-C, 143 on SIGTERM.
+error (a crash of the harness itself, or a check that raised); `run --distributed` adds
+5 (another rank died or hung) and 6 (this rank's own error; its report says which);
+130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations

@@ -8,10 +8,16 @@ from pathlib import Path
 
 from lora_harness.cli import progress
 from lora_harness.cli.output import add_output_args, emit
-from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, InputError
+from lora_harness.core.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_RANK_ERROR,
+    InputError,
+)
 from lora_harness.core.words import plural
 from lora_harness.reports import history
-from lora_harness.runs import options
+from lora_harness.runs import distributed, options
 from lora_harness.runs.run import execute, prepare, save_baseline, settings_from, write_run_folder
 
 EPILOG = """\
@@ -49,7 +55,8 @@ def register(commands) -> None:
 
 def handle(args) -> int:
     settings = settings_from(vars(args))
-    writer = not settings.distributed or _rank() == 0  # one report for all ranks, from rank 0
+    rank = distributed.rank() if settings.distributed else 0
+    writer = rank == 0  # one report for all ranks, from rank 0
     show = progress.Progress(settings.lora.iters, enabled=not args.quiet and writer)
     show.note(f"lora-harness: preparing {settings.model or 'fixture:tiny'}")
     ctx = prepare(settings, step_callbacks=[show.on_step])
@@ -60,8 +67,13 @@ def handle(args) -> int:
         )
     show.note(f"running {plural(len(settings.check_names), 'check')}")
     report = execute(settings, ctx, on_result=show.on_result)
+    if settings.distributed and ctx.training_error is not None:
+        return _rank_failed(report, ctx, args, rank, ctx.training_error)
     if not writer:
-        _barrier()  # wait until rank 0 has written: a launcher ends everyone when one exits
+        distributed.barrier(settings.distributed_timeout)  # a launcher ends all when one exits
+        if not args.quiet:  # each rank's log says its own verdict; rank 0's report has them all
+            line = progress.summary_line(report["summary"])
+            print(f"lora-harness: rank {rank}: {line}; report written by rank 0", file=sys.stderr)
         return exit_code(report["summary"])
     path = emit(report, args, path=write_run_folder(report, ctx, args.out, write_report=False))
     if args.history:  # only once the report it points to exists
@@ -77,21 +89,26 @@ def handle(args) -> int:
         show.note(f"baseline saved to {args.save_baseline} under {key}")
     show.note(progress.summary_line(report["summary"]))
     if settings.distributed:
-        _barrier()
+        distributed.barrier(settings.distributed_timeout)
     show.note(f"report: {path} (+ report.html, junit.xml)")
     return exit_code(report["summary"])
 
 
-def _barrier() -> None:
-    import mlx.core as mx
+def _rank_failed(report: dict, ctx, args, rank: int, error: Exception) -> int:
+    """This rank's own error: its report, whatever its rank, one line, and no more collectives.
 
-    mx.eval(mx.distributed.all_sum(mx.array(1.0), stream=mx.cpu))
-
-
-def _rank() -> int:
-    import mlx.core as mx
-
-    return mx.distributed.init().rank()
+    The other ranks wait inside a collective this rank will never join; they see it leave
+    as a lost peer (exit 5), so only this rank's report and line name the cause.
+    """
+    path = emit(report, args, path=write_run_folder(report, ctx, args.out))
+    message = " ".join(f"{error.__class__.__name__}: {error}".split())
+    print(
+        f"lora-harness: rank {rank}: training failed on this rank: {message} "
+        f"(this rank's own error, not a lost peer); report: {path}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return EXIT_RANK_ERROR
 
 
 def exit_code(summary: dict) -> int:

@@ -9,6 +9,9 @@ EXIT_INTERNAL = 3
 EXIT_HOST_FAILED = 4  # the remote runner could not run a host (unreachable, auth, host key, ...)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 EXIT_RANK_LOST = 5  # a distributed run lost a rank (it died or hung)
+# A distributed rank failed on its own (an error of its code or of MLX there, not of a peer);
+# it wrote its report with the affected checks in `error`.
+EXIT_RANK_ERROR = 6
 
 
 class InputError(Exception):

@@ -398,6 +398,13 @@ def _hang_on_rank_one(model, batch, lengths):
     return default_loss(model, batch, lengths)
 
 
+def _mlx_error_on_rank_one(optimizer, model: nn.Module) -> None:
+    # A file every other host has but this one lacks: MLX itself raises, on this rank alone.
+    if mx.distributed.init().rank() == 1:
+        mx.load("/nonexistent/lora-harness/adapters.safetensors")
+    CORRECT.init_optimizer(optimizer, model)
+
+
 # Faults of data-parallel training (run under mlx.launch with --distributed).
 DISTRIBUTED_FAULTS = {
     f.name: f
@@ -419,6 +426,12 @@ DISTRIBUTED_FAULTS = {
             "rank 1 stops making progress: the watchdog must end the run",
             [],
             loss=_hang_on_rank_one,
+        ),
+        _fault(
+            "rank_local_error",
+            "rank 1 hits an MLX error of its own: it must say so, not blame a lost peer",
+            [],
+            init_optimizer=_mlx_error_on_rank_one,
         ),
     ]
 }

@@ -115,6 +115,11 @@ class RunContext:
             raise self._training
         return self._training
 
+    @property
+    def training_error(self) -> Exception | None:
+        """What stopped the training run on this process, if it ran and failed."""
+        return self._training if isinstance(self._training, Exception) else None
+
     def _ensure_trained(self) -> None:
         self.training  # noqa: B018
 

@@ -1,18 +1,28 @@
 """Data-parallel LoRA across ranks with MLX's own distributed engine (mx.distributed).
 
-Launched by `mlx.launch` (ring over TCP/Thunderbolt, or MPI): every rank trains the same
-recipe on its shard of each batch with gradients averaged across ranks. Afterwards the
-ranks all-gather small summaries (fingerprints, counts) so rank 0 can report on all.
-A watchdog ends a rank that makes no progress, so a dead peer never hangs the run.
+Launched by `mlx.launch` (ring over TCP/Thunderbolt, MPI, or NCCL on NVIDIA GPUs): every rank
+trains the same recipe on its shard of each batch with gradients averaged across ranks.
+Afterwards the ranks all-gather small summaries (fingerprints, counts) so rank 0 can report
+on all. A watchdog ends a rank that makes no progress, so a dead peer never hangs the run.
+
+Collectives name no stream: given none, each MLX backend (>= 0.29) runs them on the stream
+it supports, ring, MPI and JACCL on the CPU and NCCL on the GPU. `stream=mx.cpu`, as mlx-lm's
+trainer passes, fails under NCCL with "There is no Stream(gpu, N) in current thread".
+
+Errors are classified, not guessed: only a lost connection, a collective timeout or the
+watchdog means that another rank died or hung (exit 5, no report). Any other error is this
+rank's own: the checks report it and the CLI exits with EXIT_RANK_ERROR.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import threading
 import time
+from functools import partial
 
 import mlx.core as mx
 
@@ -25,9 +35,45 @@ from lora_harness.runs.training import RanksOutcome, TrainingOutcome, fingerprin
 # Seconds without a finished step before a rank gives up on its peers.
 DEFAULT_DISTRIBUTED_TIMEOUT_S = 600.0
 
+# MLX's words when the link to another rank breaks or a collective gives up waiting on it:
+# the ring backend's lost socket, NCCL's remote and network errors, a collective timeout.
+PEER_LOST = re.compile(
+    r"connection to a peer was lost|ncclRemoteError|remote process exited"
+    r"|ncclSystemError|collective.*tim(ed|e)\s?out",
+    re.IGNORECASE,
+)
+
 
 def group():
     return mx.distributed.init()
+
+
+def rank() -> int:
+    return group().rank()
+
+
+def peer_lost(error: BaseException) -> bool:
+    """True when `error` says another rank went away; anything else is this rank's own error."""
+    return isinstance(error, RuntimeError) and bool(PEER_LOST.search(str(error)))
+
+
+def _collective(operation, array: mx.array) -> mx.array:
+    """One evaluated collective, on the stream its backend supports (no stream named)."""
+    result = operation(array)
+    mx.eval(result)
+    return result
+
+
+def barrier(timeout_s: float) -> None:
+    """Wait until every rank gets here; a lost or silent peer ends this rank (exit 5)."""
+    this = rank()
+    with Watchdog(timeout_s, this):
+        try:
+            _collective(mx.distributed.all_sum, mx.array(1.0))
+        except RuntimeError as error:
+            if peer_lost(error):
+                end_rank(this, f"waiting for the other ranks: {error}")
+            raise
 
 
 def shard(batch, rank: int, size: int):
@@ -43,8 +89,7 @@ def shard(batch, rank: int, size: int):
 def all_gather_ints(values: list[int]) -> list[list[int]]:
     """Each rank's list of ints (same length on every rank), gathered on every rank."""
     local = mx.array([v % (1 << 31) for v in values], dtype=mx.int32)[None]
-    gathered = mx.distributed.all_gather(local, stream=mx.cpu)
-    return gathered.tolist()
+    return _collective(mx.distributed.all_gather, local).tolist()
 
 
 def digest_ints(digests: dict) -> list[int]:
@@ -52,10 +97,16 @@ def digest_ints(digests: dict) -> list[int]:
 
 
 def single_process_reference(ctx, batch, reverse: bool = False) -> dict[str, mx.array]:
-    """The same steps in one process: gradients of each rank's shard, averaged locally.
+    """The same steps in one process: each rank's shard's gradients, averaged locally.
 
-    `reverse` sums the shards in the opposite order: equal in exact arithmetic, so the
-    two references differ only by this backend's rounding (the noise floor)."""
+    Compiled like the ranks' own step, so that both round alike. An eager step rounds its
+    last bits differently on a GPU, and Adam, which moves a weight by about the learning
+    rate whatever the size of its gradient, turns that into visible differences in the few
+    weights whose gradient is all rounding (2 H100s: 0.8-10% of the largest adapter weight
+    on the fixture, against 0 for this compiled reference). `reverse` sums the shards in
+    the opposite order: equal in exact arithmetic, so two references differ only by this
+    backend's rounding (the noise floor).
+    """
     from mlx.utils import tree_map
 
     from lora_harness.lora.adapters import adapter_weights
@@ -66,13 +117,23 @@ def single_process_reference(ctx, batch, reverse: bool = False) -> dict[str, mx.
     optimizer = trainer.make_optimizer(model, part.lora, part.recipe)
     loss_and_grad = part.recipe.value_and_grad(model, part.recipe.loss)
     size = ctx.group.size()
-    for _ in range(part.lora.iters):
-        total = None
-        for rank in reversed(range(size)) if reverse else range(size):
-            _, grads = loss_and_grad(model, *shard(batch, rank, size))
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(*shards):
+        total, losses = None, []
+        for tokens, lengths in zip(shards[::2], shards[1::2], strict=True):
+            (loss, _), grads = loss_and_grad(model, tokens, lengths)
             total = grads if total is None else tree_map(lambda a, b: a + b, total, grads)
+            losses.append(loss)
         optimizer.update(model, tree_map(lambda g: g / size, total))
-        mx.eval(model.parameters(), optimizer.state)
+        return losses
+
+    order = reversed(range(size)) if reverse else range(size)
+    flat = [array for rank in order for array in shard(batch, rank, size)]
+    model.train()
+    for _ in range(part.lora.iters):
+        mx.eval(step(*flat), state)
     return adapter_weights(model)
 
 
@@ -119,8 +180,10 @@ def train_distributed(ctx) -> TrainingOutcome:
     with Watchdog(ctx.distributed_timeout, rank) as watchdog:
         try:
             return _train_ranks(ctx, watchdog)
-        except RuntimeError as error:  # the ring backend raises when a peer's socket closes
-            end_rank(rank, f"training stopped: {error}")
+        except RuntimeError as error:
+            if peer_lost(error):
+                end_rank(rank, f"training stopped: {error}")
+            raise  # this rank's own error: the checks report it, the CLI exits EXIT_RANK_ERROR
 
 
 def _train_ranks(ctx, watchdog) -> TrainingOutcome:

@@ -86,7 +86,7 @@ TRAINER_OPTIONS = [
 DISTRIBUTED_OPTIONS = [
     Option(
         "distributed",
-        "data-parallel across the ranks of mlx.launch (ring or MPI); suite distributed",
+        "data-parallel across the ranks of mlx.launch (ring, MPI or NCCL); suite distributed",
         action="store_true",
     ),
     Option(
