@@ -378,18 +378,22 @@ def handle_run(args) -> int:
         "command": options.redactor.argv(list(sys.argv)),
     }
     _render_fleet(results, out)  # first: a host whose report cannot render ends `error`
-    summary_doc = fleet.document(results, run)
-    text = json_report.dumps(summary_doc)
+    return _write_summary(fleet.document(results, run), results, out, args, "fleet summary")
+
+
+def _write_summary(document: dict, results, out: Path, args, label: str) -> int:
+    """fleet.json (and --json PATH|-), one line per host, and the fleet's exit code."""
+    text = json_report.dumps(document)
     path = write_atomic(out / "fleet.json", text)
     if args.json == "-":
         sys.stdout.write(text)
     else:
         for r in results:
             print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
-        print(f"fleet summary: {path}", file=sys.stderr)
+        print(f"{label}: {path}", file=sys.stderr)
         if args.json:
             write_atomic(Path(args.json), text)
-    return fleet.exit_code(summary_doc["summary"])
+    return fleet.exit_code(document["summary"])
 
 
 def _render_fleet(results, out: Path) -> None:
@@ -433,15 +437,5 @@ def handle_bench(args) -> int:
     command = options.redactor.argv(list(sys.argv))
     run = {"id": run_id, "started_at": started, "finished_at": fleet.now(), "command": command}
     document = {**fleet.document(results, run), "bench": True}
-    text = json_report.dumps(document)
-    path = write_atomic(out / "fleet.json", text)
     write_atomic(out / "fleet.html", html_table(document["hosts"]))
-    if args.json == "-":
-        sys.stdout.write(text)
-    else:
-        for r in results:
-            print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
-        print(f"fleet bench: {path}", file=sys.stderr)
-        if args.json:
-            write_atomic(Path(args.json), text)
-    return fleet.exit_code(document["summary"])
+    return _write_summary(document, results, out, args, "fleet bench")

@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paramiko import SSHException
+from paramiko.sftp import SFTPError
+
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3  # a large LoRA adapter fits; /dev/zero does not
 DEFAULT_MAX_RUN_BYTES = 16 * 1024**3
 MAX_DEPTH = 32  # a run folder is a few levels deep
@@ -90,9 +93,19 @@ def get_tree(sftp, remote_root: str, local_root: Path, limits: Limits, done=None
             _walk_one(sftp, remote, local, depth, local_root, limits, done, stack)
     except Deadline as why:
         done.incomplete = str(why)
-    except (OSError, EOFError) as error:  # a socket timeout, a closed channel
-        done.incomplete = f"transfer failed: {error.__class__.__name__}: {error}"
+    except (OSError, EOFError, SSHException, SFTPError) as error:
+        # A socket timeout, a closed channel, or the protocol out of step after a timeout
+        # cut a reply in half (closing the file then reads "Garbage packet received").
+        done.incomplete = _transfer_failure(error)
     return done
+
+
+def _transfer_failure(error: BaseException) -> str:
+    """What stopped the transfer: the first error, not one raised while cleaning up after it."""
+    cause = error.__context__ if isinstance(error.__context__, (OSError, EOFError)) else error
+    if isinstance(cause, TimeoutError):
+        return "the collect deadline passed while a transfer waited (timeout)"
+    return f"transfer failed: {cause.__class__.__name__}: {cause}"
 
 
 def _walk_one(sftp, remote, local, depth, root, limits, done, stack) -> None:
