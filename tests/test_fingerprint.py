@@ -111,3 +111,48 @@ def test_extra_memory_stays_under_one_percent_of_the_weights():
     base = mx.get_active_memory()
     fingerprint(arrays)
     assert mx.get_peak_memory() - base <= weight_bytes // 100
+
+
+def _mixed_tensors() -> dict[str, mx.array]:
+    """More tensors than a kernel group, in sizes and dtypes that take both paths."""
+    tensors = {f"w{i}": _random(mx.bfloat16, 2 * (i % 9) + 2, i) for i in range(70)}
+    tensors |= {"odd_int8": _random(mx.int8, 7, 1), "packed": _random("packed", 300, 2)}
+    return tensors
+
+
+def test_kernel_groups_give_each_name_its_own_digest(monkeypatch):
+    """The grouping bookkeeping (sort by size, pad the last launch, map rows back to names).
+
+    The kernel runs only on a GPU; here a stand-in computes each group's rows with the
+    reference and fills padding rows with garbage that must never reach a name.
+    """
+    from lora_harness.core import fingerprint_kernels as kernels
+
+    def reference_group(words):
+        rows = [fp.reference_digest(bits) for bits in words]
+        garbage = mx.array([0xDEAD, 0xBEEF], dtype=mx.uint64)
+        return mx.stack(rows + [garbage] * (kernels.GROUP - len(rows)))
+
+    tensors = _mixed_tensors()
+    expected = fingerprint(tensors)
+    launches = []
+    monkeypatch.setattr(kernels, "available", lambda reference: True)
+    monkeypatch.setattr(
+        kernels, "digest_group", lambda w: launches.append(len(w)) or reference_group(w)
+    )
+    assert fingerprint(tensors) == expected
+    assert launches == [32, 32, 7]  # 71 uint32 tensors; the odd-sized int8 takes the ops path
+
+
+@pytest.mark.skipif(
+    not mx.metal.is_available() and not (hasattr(mx, "cuda") and mx.cuda.is_available()),
+    reason="needs a GPU (Metal or CUDA)",
+)
+def test_the_gpu_kernel_agrees_with_the_reference_on_every_tensor(monkeypatch):
+    from lora_harness.core import fingerprint_kernels as kernels
+
+    tensors = _mixed_tensors()
+    on_kernel = fingerprint(tensors)
+    assert kernels.BACKEND.endswith("kernel"), kernels.BACKEND
+    monkeypatch.setattr(kernels, "BACKEND", "mlx ops (forced by the test)")
+    assert fingerprint(tensors) == on_kernel

@@ -9,8 +9,8 @@ reduced on the device to two wrapping 64-bit sums:
                                2(a - b)(j - i), never 0 mod 2^64 below 2^32 words (16 GB)
 
 Both are exact integer sums, so the digest is the same on every backend and every run.
-On a GPU one custom kernel per tensor reads the weights once, at memory speed, with no
-temporaries (`kernels.py`); elsewhere, or if the kernel cannot be built, the same sums are
+On a GPU a custom kernel reads the weights once, at memory speed, with no temporaries,
+GROUP tensors per launch (`fingerprint_kernels.py`); elsewhere, or if the kernel cannot be built, the same sums are
 taken in MLX reductions. Tensors are batched into one evaluation per BATCH_BYTES, so a
 7B model costs one host sync rather than one per piece.
 """
@@ -93,31 +93,57 @@ def _u64(value: int) -> mx.array:
 
 def tensor_digest(array: mx.array) -> mx.array:
     """A lazy uint64 pair [S1, S2] summarising the exact bits of `array`."""
-    bits = words(array)
-    if bits.dtype == mx.uint32 and bits.size and fingerprint_kernels.available(reference_digest):
-        return fingerprint_kernels.digest(bits)
-    return reference_digest(bits)
+    rows, owners = _digest_rows([words(array)])
+    return rows[owners.index(0)]
 
 
 def fingerprint(arrays: dict[str, mx.array]) -> dict[str, tuple[int, int]]:
     """Name -> (S1, S2) for every tensor, one evaluation per BATCH_BYTES of tensors."""
     sums: dict[str, tuple[int, int]] = {}
-    names, pending, pending_bytes = [], [], 0
+    names, pending_bytes = [], 0
     for name in sorted(arrays):
         names.append(name)
-        pending.append(tensor_digest(arrays[name]))
         pending_bytes += arrays[name].nbytes
         if pending_bytes >= BATCH_BYTES:
-            sums.update(_collect(names, pending))
-            names, pending, pending_bytes = [], [], 0
-    if pending:
-        sums.update(_collect(names, pending))
+            sums.update(_collect(names, arrays))
+            names, pending_bytes = [], 0
+    if names:
+        sums.update(_collect(names, arrays))
     return sums
 
 
-def _collect(names: list[str], digests: list[mx.array]) -> dict[str, tuple[int, int]]:
-    values = mx.stack(digests).tolist()  # one evaluation, one transfer
-    return {name: (first, second) for name, (first, second) in zip(names, values, strict=True)}
+def _collect(names: list[str], arrays: dict[str, mx.array]) -> dict[str, tuple[int, int]]:
+    by_size = sorted(names, key=lambda name: arrays[name].size)  # even work in a kernel group
+    rows, owners = _digest_rows([words(arrays[name]) for name in by_size])
+    values = rows.tolist()  # one evaluation, one transfer
+    return {by_size[i]: tuple(row) for i, row in zip(owners, values, strict=True) if i is not None}
+
+
+def _digest_rows(flat_words: list[mx.array]) -> tuple[mx.array, list[int | None]]:
+    """Lazy uint64 (rows, 2) of [S1, S2], and which input each row is (None: padding).
+
+    Per-tensor ops cost more than reading a small tensor, so kernel-ready tensors are
+    digested GROUP to a launch and all rows leave in one array.
+    """
+    ready = [i for i, bits in enumerate(flat_words) if _kernel_ready(bits)]
+    pieces, owners = [], []
+    group = fingerprint_kernels.GROUP
+    for first in range(0, len(ready), group):
+        members = ready[first : first + group]
+        pieces.append(fingerprint_kernels.digest_group([flat_words[i] for i in members]))
+        owners += members + [None] * (group - len(members))
+    for i in sorted(set(range(len(flat_words))) - set(ready)):
+        pieces.append(reference_digest(flat_words[i])[None])
+        owners.append(i)
+    return mx.concatenate(pieces), owners
+
+
+def _kernel_ready(bits: mx.array) -> bool:
+    return (
+        bits.dtype == mx.uint32
+        and bits.size > 0
+        and fingerprint_kernels.available(reference_digest)
+    )
 
 
 def changed(before: dict, after: dict) -> list[str]:
