@@ -69,3 +69,38 @@ def test_the_gate_passes_with_generation_checks_skipped_as_random_weights(tiny_c
     assert {r.status for name, r in results.items() if name not in skipped} == {"pass"}, {
         name: r.message for name, r in results.items() if r.status != "pass"
     }
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["fixture:tiny", "fixture:tiny-q4", "random:qwen2.5-7b", "shape:qwen2.5-0.5b", "TINY"],
+)
+def test_the_default_learning_rate_follows_the_width_of_the_model(tmp_path, spec):
+    """On H100 a random 7B diverged at the fixture's 1e-3 (12.7 -> 28); at 1e-3 x 64/3584 it fell to 0.07."""
+    from lora_harness.models.fixture import RECIPES
+    from lora_harness.runs.options import lora_config_from
+
+    if spec == "TINY":
+        (tmp_path / "config.json").write_text(json.dumps({**TINY, "hidden_size": 256}))
+        spec = f"random:{tmp_path / 'config.json'}"
+    width = resolve(spec).config["hidden_size"] if spec.startswith(("random", "shape")) else 64
+    assert RECIPES["tiny"].hidden_size == 64
+    assert lora_config_from({"model": spec}).learning_rate == pytest.approx(
+        1e-3 * min(1, 64 / width)
+    )
+
+
+def test_a_given_learning_rate_wins_and_an_unknown_width_gets_mlx_lms_default(tmp_path):
+    from lora_harness.runs.options import lora_config_from
+
+    config = tmp_path / "lora.yaml"
+    config.write_text("learning_rate: 2.0e-4\n")
+    assert (
+        lora_config_from({"model": "random:qwen2.5-7b", "learning_rate": 0.01}).learning_rate
+        == 0.01
+    )
+    assert (
+        lora_config_from({"model": "random:qwen2.5-7b", "config": str(config)}).learning_rate
+        == 2e-4
+    )
+    assert lora_config_from({"model": "nobody/uncached-model"}).learning_rate == 1e-5

@@ -210,6 +210,31 @@ def _resolve_random(spec: str) -> ModelSource:
     return ModelSource(spec, "random", shape.config, shape.path, dtype=dtype)
 
 
+def declared_config(spec: str | None) -> dict | None:
+    """The model's config.json as far as it can be read cheaply: no fixture build, no network.
+
+    None where it cannot (an uncached hub id, a bad path); `resolve` reports bad input.
+    """
+    spec = spec or DEFAULT_MODEL
+    try:
+        if spec.startswith("fixture:"):
+            recipe = fixture.RECIPES.get(spec.split(":", 1)[1].split("-")[0])
+            return {"hidden_size": recipe.hidden_size} if recipe else None
+        if spec.startswith(("shape:", "random:")):
+            return _resolve_shape("shape:" + spec.split(":", 1)[1].partition("@")[0]).config
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return read_config(path / "config.json")
+        if _looks_like_hub_id(spec):
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(spec, "config.json")
+            return read_config(Path(cached)) if isinstance(cached, str) else None
+    except (InputError, OSError, ValueError):
+        return None
+    return None
+
+
 def _looks_like_hub_id(spec: str) -> bool:
     parts = spec.split("/")
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))

@@ -10,8 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lora_harness.core.errors import InputError
-from lora_harness.lora.lora_config import FINE_TUNE_TYPES, LoRAConfig, coerce_field, parse_keys
-from lora_harness.models.sources import DEFAULT_MODEL
+from lora_harness.lora.lora_config import (
+    FINE_TUNE_TYPES,
+    LoRAConfig,
+    coerce_field,
+    learning_rate_for,
+    parse_keys,
+)
+from lora_harness.models.sources import DEFAULT_MODEL, declared_config
 from lora_harness.runs import suites, validate
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 
@@ -38,6 +44,7 @@ def lora_help(name: str) -> str:
     if isinstance(spec.default, bool):  # a switch: off unless given
         return spec.metadata["help"]
     default = "every Linear of a block" if spec.default is None else spec.default
+    default = spec.metadata.get("default_text", default)
     return f"{spec.metadata['help']} (default {default})"
 
 
@@ -259,6 +266,8 @@ def lora_config_from(values: dict) -> LoRAConfig:
             merged[name] = values[name]
     if isinstance(merged.get("keys"), str):
         merged["keys"] = parse_keys(merged["keys"])
+    if "learning_rate" not in merged:
+        merged["learning_rate"] = learning_rate_for(declared_config(values.get("model")))
     config = LoRAConfig(**{name: coerce_field(name, value) for name, value in merged.items()})
     config.validate()
     return config
