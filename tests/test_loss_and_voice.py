@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from lora_harness.lora.faults import FAULTS
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.runs.context import RunContext
+from lora_harness.runs.options import lora_config_from
 from lora_harness.runs.suites import all_checks
 
 
@@ -29,7 +30,9 @@ def _check(ctx, name):
 def test_loss_check_raises_no_false_alarm_on_correct_runs(
     fixture_source, seed, rank, num_layers, keys
 ):
-    lora = LoRAConfig(seed=seed, rank=rank, num_layers=num_layers, keys=keys)
+    # The CLI's defaults for this rank (its learning rate follows the rank), as a user gets them.
+    values = {"model": "fixture:tiny", "seed": seed, "rank": rank, "num_layers": num_layers}
+    lora = lora_config_from({**values, "keys": keys})
     result = _check(RunContext(fixture_source, lora), "loss_finite_and_decreasing")
     assert result.status == "pass", (seed, rank, num_layers, keys, result.message)
 

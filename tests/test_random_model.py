@@ -93,6 +93,9 @@ def test_the_default_learning_rate_follows_the_width_of_the_model(tmp_path, spec
 def test_a_given_learning_rate_wins_and_an_unknown_width_gets_mlx_lms_default(tmp_path):
     from lora_harness.runs.options import lora_config_from
 
+    # mlx-lm's scale is absolute, so one Adam step moves the output in proportion to the rank
+    assert lora_config_from({"model": "fixture:tiny", "rank": 32}).learning_rate == 2.5e-4
+
     config = tmp_path / "lora.yaml"
     config.write_text("learning_rate: 2.0e-4\n")
     assert (

@@ -7,23 +7,28 @@ from dataclasses import asdict, dataclass, field
 from lora_harness.core.errors import InputError
 
 FINE_TUNE_TYPES = ("lora", "dora")
-REFERENCE_LEARNING_RATE = 1e-3  # overfits fixture:tiny's 64-wide model in 8 steps
+REFERENCE_LEARNING_RATE = 1e-3  # overfits fixture:tiny (width 64) at rank 8 in 8 steps
+REFERENCE_RANK = 8
 MLX_LM_LEARNING_RATE = 1e-5  # mlx_lm.lora's default, for a model whose width is unknown
 
 
-def learning_rate_for(model_config: dict | None) -> float:
-    """The default Adam learning rate for a model: mu-P's width rule, lr proportional to 1/width.
+def learning_rate_for(model_config: dict | None, rank: int = REFERENCE_RANK) -> float:
+    """The default Adam learning rate: 1e-3 x (64 / hidden_size, at most 1) x (8 / rank).
 
-    The fixture's 1e-3 at width 64 diverges on a 7B model (loss 12.7 -> 28 in 8 steps with
-    random weights); 1e-3 x 64 / 3584 = 1.8e-5 there falls smoothly to 0.07.
+    Width: mu-P's rule for Adam. The fixture's 1e-3 made a random 7B diverge on an H100
+    (loss 12.7 -> 28 in 8 steps); 1e-3 x 64 / 3584 = 1.8e-5 fell smoothly to 0.07.
+    Rank: mlx-lm's scale is absolute (no alpha / r), and Adam moves every element of
+    lora_b by about the learning rate, so one step changes a layer's output in proportion
+    to the rank. At 1e-3, rank 32 jumped 0.43 -> 1.53 on the fixture and had not recovered
+    by step 8.
     """
     from lora_harness.models.fixture import RECIPES
 
     width = (model_config or {}).get("hidden_size")
     if not isinstance(width, int) or width <= 0:
         return MLX_LM_LEARNING_RATE
-    reference_width = RECIPES["tiny"].hidden_size
-    return REFERENCE_LEARNING_RATE * min(1.0, reference_width / width)
+    by_width = min(1.0, RECIPES["tiny"].hidden_size / width)
+    return REFERENCE_LEARNING_RATE * by_width * REFERENCE_RANK / max(1, rank)
 
 
 @dataclass
@@ -51,8 +56,8 @@ class LoRAConfig:
         default=1e-3,
         metadata={
             "help": "Adam learning rate",
-            "default_text": "1e-3 x 64 / the model's hidden_size: 1e-3 on fixture:tiny, "
-            "1.8e-5 at 7B",
+            "default_text": "1e-3 x (64 / hidden_size, at most 1) x (8 / rank): 1e-3 on "
+            "fixture:tiny at rank 8, 1.8e-5 on a 7B",
         },
     )
     seed: int = field(default=0, metadata={"help": "seed for LoRA init and batching"})

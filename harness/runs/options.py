@@ -267,7 +267,8 @@ def lora_config_from(values: dict) -> LoRAConfig:
     if isinstance(merged.get("keys"), str):
         merged["keys"] = parse_keys(merged["keys"])
     if "learning_rate" not in merged:
-        merged["learning_rate"] = learning_rate_for(declared_config(values.get("model")))
+        rank = coerce_field("rank", merged.get("rank", LoRAConfig.rank))
+        merged["learning_rate"] = learning_rate_for(declared_config(values.get("model")), rank)
     config = LoRAConfig(**{name: coerce_field(name, value) for name, value in merged.items()})
     config.validate()
     return config
