@@ -1,6 +1,6 @@
 """Fleet scaling and redeploy cost on loopback sshd hosts (real OpenSSH, not mocks).
 
-Run: python -m pytest benchmarks/test_remote_fleet.py --benchmark-only -s
+Run: python -m pytest benchmarks/test_remote_fleet.py --benchmark-only -n 0 -s
 Figures (ratios, same run): wall(8 hosts) / wall(1 host), goal <= 1.5; bytes uploaded by a
 second unchanged deploy / the first, goal <= 1%.
 """

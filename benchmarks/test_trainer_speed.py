@@ -1,6 +1,6 @@
 """pytest-benchmark suites over the same core as `lora-harness bench`.
 
-Run: python -m pytest benchmarks --benchmark-only [--benchmark-compare --benchmark-compare-fail=mean:5%]
+Run: python -m pytest benchmarks --benchmark-only -n 0 [--benchmark-compare --benchmark-compare-fail=mean:5%]
 Ratios that matter (harness/mlx-lm, checks/no checks) are stored in extra_info; no
 absolute time is asserted.
 """

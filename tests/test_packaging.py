@@ -5,7 +5,7 @@ user's own `checks`, `reports` or `harness` packages."""
 from __future__ import annotations
 
 import ast
-import concurrent.futures
+import json
 import os
 import site
 import subprocess
@@ -96,18 +96,61 @@ def test_no_import_circles():
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
 
 
-def _import_alone(module: str) -> tuple[str, int, str]:
-    done = subprocess.run(
-        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=ROOT
-    )
-    return module, done.returncode, done.stderr.strip().splitlines()[-1:] and done.stderr
+# One fresh interpreter loads the third-party libraries once, checks that no lora_harness
+# module came with them, then forks a child per module: each child imports its module
+# first, as a fresh interpreter would, without paying mlx/transformers' import again.
+_FORK_EACH = """
+import json, os, sys
+import mlx.core, mlx.nn, mlx.optimizers, mlx.utils, mlx_lm, numpy, paramiko, yaml
+assert not [m for m in sys.modules if m.startswith("lora_harness")], "preloaded lora_harness"
+failures = {}
+for module in sys.argv[1:]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            __import__(module)
+            os._exit(0)
+        except BaseException as error:
+            os.write(write, f"{type(error).__name__}: {error}".encode()[:2000])
+            os._exit(1)
+    os.close(write)
+    message = os.read(read, 4000).decode()
+    os.close(read)
+    if os.waitpid(pid, 0)[1]:
+        failures[module] = message or "child died"
+print(json.dumps(failures))
+"""
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter():
     names = [m for m in _modules() if not m.endswith("__main__")]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        failures = [(m, err) for m, rc, err in pool.map(_import_alone, names) if rc]
-    assert not failures, "\n".join(f"{m}: {err.strip().splitlines()[-1]}" for m, err in failures)
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_EACH, *names],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    failures = json.loads(done.stdout)
+    assert not failures, "\n".join(f"{m}: {err}" for m, err in failures.items())
+
+
+def test_a_module_that_imports_in_a_circle_is_caught_by_the_import_test(tmp_path):
+    """The fork-per-module probe itself fails on a real import circle."""
+    for name, other in (("circle_a", "circle_b"), ("circle_b", "circle_a")):
+        (tmp_path / f"{name}.py").write_text(f"from {other} import VALUE\nVALUE = 1\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_EACH, "circle_a", "json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert list(json.loads(done.stdout)) == ["circle_a"]
+    assert "ImportError" in json.loads(done.stdout)["circle_a"]
 
 
 @pytest.fixture(scope="module")

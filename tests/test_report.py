@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from lora_harness.core.errors import InputError
-from lora_harness.core.files import write_atomic
+from lora_harness.core.files import exclusive_lock, write_atomic
 from lora_harness.reports import json_report
 
 
@@ -29,6 +29,29 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
         write_atomic(path, Boom())
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_second_process_waits_for_the_lock_before_building(tmp_path):
+    """What keeps two pytest-xdist workers from building the same fixture at once."""
+    import subprocess
+    import sys
+    import time
+
+    lock, ready, built = tmp_path / ".lock", tmp_path / "ready", tmp_path / "built"
+    waiter = (
+        "import pathlib; from lora_harness.core.files import exclusive_lock\n"
+        f"pathlib.Path({str(ready)!r}).touch()\n"
+        f"with exclusive_lock(pathlib.Path({str(lock)!r})):\n"
+        f"    print(pathlib.Path({str(built)!r}).exists())"
+    )
+    with exclusive_lock(lock):
+        other = subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # without the lock the other process would look now, before the build
+        built.write_text("done")
+    assert other.communicate(timeout=60)[0].strip() == "True"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lora_harness.core.files import exclusive_lock
 from lora_harness.text import corpus
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -92,7 +93,9 @@ def fixture_path(name: str = "tiny") -> Path:
         )
         _discard(folder)
     if not (folder / "config.json").exists():
-        _build_atomically(recipe, folder)
+        with exclusive_lock(folder.parent / f".{folder.name}.lock"):
+            if not (folder / "config.json").exists():  # another process may have built it
+                _build_atomically(recipe, folder)
     return folder
 
 
