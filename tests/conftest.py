@@ -37,11 +37,14 @@ def fixture_source(fixture_cache):
 
 def run_gate(source, recipe=None, **lora_changes):
     """Run the gate suite on `source` with `recipe`; returns {check name: CheckResult}."""
-    from lora_harness.lora.lora_config import LoRAConfig
+    from lora_harness.lora.lora_config import LoRAConfig, learning_rate_for
     from lora_harness.lora.recipe import CORRECT
     from lora_harness.runs import suites
     from lora_harness.runs.context import RunContext
 
+    if "learning_rate" not in lora_changes:  # the default a user of the CLI gets
+        rank = lora_changes.get("rank", LoRAConfig.rank)
+        lora_changes["learning_rate"] = learning_rate_for(source.config, rank)
     lora = dataclasses.replace(LoRAConfig(), **lora_changes)
     ctx = RunContext(source, lora, recipe=recipe or CORRECT)
     return {r.name: r for r in suites.run_checks(ctx, suites.GATE)}

@@ -275,7 +275,7 @@ def test_run_past_its_deadline_is_killed_and_reported_timeout(cli, hosts, keys, 
         "--check",
         "loss_finite_and_decreasing",
     ]
-    result = remote(cli, fleet, known, "--run-timeout", "12", run_args=slow)
+    result = remote(cli, fleet, known, "--run-timeout", "8", run_args=slow)
     assert result.returncode == 4, result.stderr
     assert statuses(result) == {"studio-0": "timeout"}
     run_id = result.json()["run"]["id"]
@@ -300,7 +300,7 @@ def test_sshd_killed_mid_run_fails_that_host_only(cli, hosts, keys, work_dir, tm
             time.sleep(0.1)
         victim.kill_all()
 
-    steady = ["--", "--model", "fixture:tiny", "--iters", "30", "--check", "frozen_base_unchanged"]
+    steady = ["--", "--model", "fixture:tiny", "--iters", "10", "--check", "frozen_base_unchanged"]
     killer = threading.Thread(target=kill_once_running, daemon=True)
     killer.start()
     result = remote(cli, fleet, known, run_args=steady)

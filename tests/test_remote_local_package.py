@@ -13,11 +13,14 @@ import pytest
 
 from tests import sshd
 from tests.conftest import ROOT
-from tests.test_remote import connection_args, write_fleet
+from tests.test_remote import connection_args, work_dir, write_fleet  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.skipif(
-    not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
+    ),
+    pytest.mark.usefixtures("work_dir"),  # sets the wheelhouse connection_args passes on
+]
 
 BACKEND = ROOT / "examples" / "user_backend"
 GATE_ON = ["--", "--model", "shape:qwen2.5-0.5b", "--suite", "structure", "--recipe"]

@@ -13,7 +13,7 @@ MLX_LM_LEARNING_RATE = 1e-5  # mlx_lm.lora's default, for a model whose width is
 
 
 def learning_rate_for(model_config: dict | None, rank: int = REFERENCE_RANK) -> float:
-    """The default Adam learning rate: 1e-3 x (64 / hidden_size, at most 1) x (8 / rank).
+    """The default Adam learning rate: 1e-3 x min(1, 64 / hidden_size) x min(1, 8 / rank).
 
     Width: mu-P's rule for Adam. The fixture's 1e-3 made a random 7B diverge on an H100
     (loss 12.7 -> 28 in 8 steps); 1e-3 x 64 / 3584 = 1.8e-5 fell smoothly to 0.07.
@@ -28,7 +28,8 @@ def learning_rate_for(model_config: dict | None, rank: int = REFERENCE_RANK) -> 
     if not isinstance(width, int) or width <= 0:
         return MLX_LM_LEARNING_RATE
     by_width = min(1.0, RECIPES["tiny"].hidden_size / width)
-    return REFERENCE_LEARNING_RATE * by_width * REFERENCE_RANK / max(1, rank)
+    by_rank = min(1.0, REFERENCE_RANK / max(1, rank))  # small ranks: 4e-3 at r2 was noisy
+    return REFERENCE_LEARNING_RATE * by_width * by_rank
 
 
 @dataclass
@@ -56,7 +57,7 @@ class LoRAConfig:
         default=1e-3,
         metadata={
             "help": "Adam learning rate",
-            "default_text": "1e-3 x (64 / hidden_size, at most 1) x (8 / rank): 1e-3 on "
+            "default_text": "1e-3 x min(1, 64 / hidden_size) x min(1, 8 / rank): 1e-3 on "
             "fixture:tiny at rank 8, 1.8e-5 on a 7B",
         },
     )
