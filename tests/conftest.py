@@ -17,8 +17,17 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 @pytest.fixture(scope="session", autouse=True)
 def fixture_cache(tmp_path_factory):
-    """Build fixture models into a per-session cache so tests never touch the user's."""
-    cache = tmp_path_factory.mktemp("fixture-cache")
+    """Build fixture models into a per-session cache so tests never touch the user's.
+
+    pytest-xdist workers share it (their base folders sit side by side in the session's):
+    one builds each fixture under its lock while the others wait, instead of each building
+    its own copy at the same time on the same cores.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    cache = root / "fixture-cache"
+    cache.mkdir(exist_ok=True)
     previous = os.environ.get("LORA_HARNESS_CACHE")
     os.environ["LORA_HARNESS_CACHE"] = str(cache)
     yield cache
