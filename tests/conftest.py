@@ -85,3 +85,32 @@ def cli(tmp_path):
         return CliResult(done.returncode, done.stdout, done.stderr)
 
     return invoke
+
+
+# -- spreading the suite over pytest-xdist workers (pyproject: -n auto --dist loadfile) ------
+# Longest first, so no worker is left alone with a long file at the end; and the remote
+# test files share one worker, whose session builds the hosts' venv once for all of them.
+LONGEST_FIRST = ("tests/test_remote", "tests/test_checks.py", "tests/test_bench.py")
+
+
+def _scope_rank(nodeid: str) -> int:
+    ranks = [i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)]
+    return ranks[0] if ranks else len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: _scope_rank(item.nodeid))  # stable: files keep their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None  # the user asked for another distribution
+    from xdist.scheduler import LoadFileScheduling
+
+    class RemoteTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "tests/test_remote*" if scope.startswith("tests/test_remote") else scope
+
+    return RemoteTogether(config, log)
