@@ -25,7 +25,10 @@ def test_bench_json_holds_every_measurement_with_its_seconds(cli):
     assert list(bench) == MEASUREMENTS
     for name in ("trainer_vs_mlx_lm", "check_overhead", "lora_step_vs_forward", "fingerprint"):
         assert bench[name]["ratio"] > 0 and bench[name]["settings"]
-        assert all(seconds > 0 for seconds in bench[name]["seconds"].values())
+        seconds = bench[name]["seconds"]
+        # compile = first step minus a typical one: 0 when it is lost in a loaded machine's noise
+        assert all(value > 0 for key, value in seconds.items() if "compile" not in key), seconds
+        assert all(value >= 0 for value in seconds.values()), seconds
     mlx_lm = bench["trainer_vs_mlx_lm"]
     assert len(mlx_lm["samples"]) == 1 and mlx_lm["spread"]["verdict"].startswith("one pair")
     assert mlx_lm["steps_per_report_1_cost"]["ratio"] > 0
