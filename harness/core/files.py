@@ -33,6 +33,20 @@ def _umask() -> int:
     return mask
 
 
+def build_once(folder: Path, build) -> None:
+    """Call build() unless `folder`/config.json exists, one process at a time.
+
+    `build` must create the folder atomically (stage and rename). A process that waited
+    finds the first one's result and builds nothing.
+    """
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return
+    with exclusive_lock(folder.parent / f".{folder.name}.lock"):
+        if not (folder / "config.json").exists():
+            build()
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path):
     """Hold an exclusive flock on `path` (created if missing) for the block.

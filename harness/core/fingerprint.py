@@ -10,8 +10,8 @@ reduced on the device to two wrapping 64-bit sums:
 
 Both are exact integer sums, so the digest is the same on every backend and every run.
 On a GPU a custom kernel reads the weights once, at memory speed, with no temporaries,
-GROUP tensors per launch (`fingerprint_kernels.py`); elsewhere, or if the kernel cannot be built, the same sums are
-taken in MLX reductions. Tensors are batched into one evaluation per BATCH_BYTES, so a
+GROUP tensors per launch (`fingerprint_kernels.py`); elsewhere, or if the kernel cannot
+be built, the same sums are taken in MLX reductions. Tensors are batched into one evaluation per BATCH_BYTES, so a
 7B model costs one host sync rather than one per piece.
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from lora_harness.core.errors import InputError
+from lora_harness.models.fixture import RECIPES
 
 FINE_TUNE_TYPES = ("lora", "dora")
 REFERENCE_LEARNING_RATE = 1e-3  # overfits fixture:tiny (width 64) at rank 8 in 8 steps
@@ -22,8 +23,6 @@ def learning_rate_for(model_config: dict | None, rank: int = REFERENCE_RANK) -> 
     to the rank. At 1e-3, rank 32 jumped 0.43 -> 1.53 on the fixture and had not recovered
     by step 8.
     """
-    from lora_harness.models.fixture import RECIPES
-
     width = (model_config or {}).get("hidden_size")
     if not isinstance(width, int) or width <= 0:
         return MLX_LM_LEARNING_RATE

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lora_harness.core.files import exclusive_lock
+from lora_harness.core.files import build_once
 from lora_harness.text import corpus
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -63,7 +63,7 @@ def cache_root() -> Path:
 
 
 def fixture_path(name: str = "tiny") -> Path:
-    """The cached model folder for fixture `name`, building it on first use (~20 s on CPU).
+    """The cached model folder for fixture `name`, building it on first use (~30 s on CPU).
 
     `name` may carry a format: tiny-bf16, tiny-fp16, tiny-q4, tiny-q8-g32, tiny-bf16-q4,
     tiny-mxfp4 (see models/variants.py), converted from the fixture by mlx_lm.convert."""
@@ -92,10 +92,7 @@ def fixture_path(name: str = "tiny") -> Path:
             file=sys.stderr,
         )
         _discard(folder)
-    if not (folder / "config.json").exists():
-        with exclusive_lock(folder.parent / f".{folder.name}.lock"):
-            if not (folder / "config.json").exists():  # another process may have built it
-                _build_atomically(recipe, folder)
+    build_once(folder, lambda: _build_atomically(recipe, folder))
     return folder
 
 
@@ -152,7 +149,7 @@ def _build_atomically(recipe: FixtureRecipe, folder: Path) -> None:
     import sys
 
     print(
-        f"lora-harness: building fixture:{recipe.name} once (pre-training, ~20 s on a CPU); "
+        f"lora-harness: building fixture:{recipe.name} once (pre-training, ~30 s on a CPU); "
         f"cached in {folder}",
         file=sys.stderr,
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
-from lora_harness.core.files import exclusive_lock
+from lora_harness.core.files import build_once
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MODES = ("mxfp4", "nvfp4", "mxfp8")  # mlx_lm.convert --q-mode besides affine
@@ -77,10 +77,7 @@ def variant_path(name: str, base_folder: Path) -> Path:
     if variant is None:
         raise InputError(f"unknown fixture {name!r}; use fixture:{FORMS}, e.g. fixture:tiny-q4")
     folder = base_folder.parent / f"{base_folder.name}-{name[len(variant.base) + 1 :]}"
-    if not (folder / "config.json").exists():
-        with exclusive_lock(folder.parent / f".{folder.name}.lock"):
-            if not (folder / "config.json").exists():  # another process may have made it
-                _convert_atomically(variant, base_folder, folder)
+    build_once(folder, lambda: _convert_atomically(variant, base_folder, folder))
     return folder
 
 
