@@ -1,19 +1,13 @@
 """mlx-lora-harness: health checks for LoRA fine-tuning with MLX (import name `lora_harness`).
 
-Folders, lowest first; imports only ever point down this list:
-    core/    the checks' framework and shared primitives (errors, Check, fingerprints)
-    text/    training data, the built-in corpus, generation and voice scoring
-    models/  model sources: fixture, shape-only and random models, local and hub folders
-    lora/    the LoRA recipe, trainers (SFT, DPO), faults, expectations, adapter files
-    checks   (top-level folder checks/) one health check per module
-    runs/    settings, the run context, suites, self-test, doctor, report assembly
-    reports  (top-level folder reports/) report JSON, schema, HTML/JUnit renderers, compare
-    bench/   measurements, each a ratio from one run
-    remote/  the SSH runner
-    cli/     argument parsing and exit codes only
+The folders are layers; LAYERS lists them lowest first, and imports only ever point down
+it (tests/test_packaging.py enforces it; docs/architecture.md says what each layer does).
+checks and reports are the top-level folders checks/ and reports/.
 """
 
 from lora_harness.core.version import __version__  # noqa: F401
+
+LAYERS = ("core", "reports", "text", "models", "lora", "checks", "runs", "bench", "remote", "cli")
 
 
 def __getattr__(name: str):

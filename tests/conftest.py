@@ -1,18 +1,19 @@
-"""Shared test set-up: one fixture-model cache per session, and helpers to run the CLI."""
+"""Shared fixtures: one fixture-model cache per session, the CLI, remote hosts; test tiers.
+
+Plain helpers (paths, run_gate, CliResult, sshd, Chromium) live in tests/support/.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
+from tests.support import remote as remote_support
+from tests.support import sshd
+from tests.support.helpers import ROOT, CliResult
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,31 +45,6 @@ def fixture_source(fixture_cache):
     return resolve("fixture:tiny")
 
 
-def run_gate(source, recipe=None, **lora_changes):
-    """Run the gate suite on `source` with `recipe`; returns {check name: CheckResult}."""
-    from lora_harness.lora.lora_config import LoRAConfig, learning_rate_for
-    from lora_harness.lora.recipe import CORRECT
-    from lora_harness.runs import suites
-    from lora_harness.runs.context import RunContext
-
-    if "learning_rate" not in lora_changes:  # the default a user of the CLI gets
-        rank = lora_changes.get("rank", LoRAConfig.rank)
-        lora_changes["learning_rate"] = learning_rate_for(source.config, rank)
-    lora = dataclasses.replace(LoRAConfig(), **lora_changes)
-    ctx = RunContext(source, lora, recipe=recipe or CORRECT)
-    return {r.name: r for r in suites.run_checks(ctx, suites.GATE)}
-
-
-@dataclasses.dataclass
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def cli(tmp_path):
     """Run `lora-harness ARGS` in a subprocess, as a user would, inside tmp_path."""
@@ -87,6 +63,41 @@ def cli(tmp_path):
     return invoke
 
 
+# -- remote hosts: real sshd processes on loopback (tests/test_remote*.py) ---------------
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    public = sshd.keygen(folder / "user_key")
+    (folder / "authorized_keys").write_text(public + "\n")
+    sshd.keygen(folder / "stranger_key")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    """Shared by the tests, as a real host's ~/.lora-harness: venvs are reused by hash."""
+    work, remote_support.REMOTE["wheelhouse"] = sshd.shared_remote_dirs(tmp_path_factory)
+    return work
+
+
+@pytest.fixture
+def hosts(keys, tmp_path):
+    started = []
+
+    def start(count: int):
+        for _ in range(count):
+            started.append(
+                sshd.SshdHost.start(tmp_path / f"sshd-{len(started)}", keys / "authorized_keys")
+            )
+        return started[-count:]
+
+    yield start
+    for host in started:
+        host.stop()
+
+
 # -- spreading the suite over pytest-xdist workers (pyproject: -n auto --dist loadfile) ------
 # Longest first, so no worker is left alone with a long file at the end; and the remote
 # test files share one worker, whose session builds the hosts' venv once for all of them.
@@ -98,7 +109,15 @@ def _scope_rank(nodeid: str) -> int:
     return ranks[0] if ranks else len(LONGEST_FIRST)
 
 
+# Every tier that needs more than this process (sshd, Chromium, a wheel, ranks, weights) is
+# also `slow`, so `-m "not slow"` is the whole fast loop (markers: pyproject.toml).
+SLOW_TIERS = ("remote", "browser", "wheel", "distributed", "real_model")
+
+
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(item.get_closest_marker(tier) for tier in SLOW_TIERS):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: _scope_rank(item.nodeid))  # stable: files keep their order
 
 

@@ -8,6 +8,7 @@ every case fails in the validation layer before a model is loaded.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_harness.cli import main
+from lora_harness.cli import build_parser, main
 
 DIR = object()  # a file spec that makes a folder
 SHAPE = ["--model", "shape:qwen2.5-7b", "--suite", "structure"]
@@ -337,6 +338,22 @@ def fleet_cases() -> list[Case]:
         Case(
             "port-base-high", ["remote", "run", "--host", "h", "--starting-port", "70000"], "65535"
         ),
+        Case(
+            "deploy-timeout-zero", ["remote", "run", "--host", "h", "--deploy-timeout", "0"], "> 0"
+        ),
+        Case(
+            "collect-timeout-inf",
+            ["remote", "run", "--host", "h", "--collect-timeout", "inf"],
+            "finite",
+        ),
+        Case("bench-parallel-zero", ["remote", "bench", "--host", "h", "--parallel", "0"], ">= 1"),
+        Case("grace-negative", ["remote", "train", "--host", "h", "--start-grace", "-1"], ">= 0"),
+        Case("grace-nan", ["remote", "train", "--host", "h", "--start-grace", "nan"], "finite"),
+        Case("cap-zero", ["remote", "run", "--host", "h", "--collect-max-bytes", "0"], "positive"),
+        Case(
+            "cap-text", ["remote", "run", "--host", "h", "--collect-max-file-bytes", "4X"], "a size"
+        ),
+        Case("bench-only-typo", ["bench", "--only", "fingerprnt"], "--only"),
     ]
 
 
@@ -611,9 +628,39 @@ def run_cli(argv, capsys) -> tuple[int, list[str]]:
     return code, lines
 
 
-def test_the_probe_list_is_long_enough():
-    assert len(CASES) >= 150
+def _bounded_options() -> dict:
+    """Each distinct definition of an option that takes a number, a size or a choice:
+    (flag, type, choices) -> the first subcommand that declares it."""
+    found = {}
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+                continue
+            kind = getattr(action.type, "__name__", None)
+            if (
+                action.option_strings
+                and action.nargs != 0
+                and (kind in ("int", "float", "integer", "number", "_size") or action.choices)
+            ):
+                key = (action.option_strings[-1], kind, tuple(action.choices or ()))
+                found.setdefault(key, path)
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_every_bounded_option_has_a_bad_input_probe():
+    """A new numeric or choice option (or a second definition of one) gets a probe here."""
     assert len({c.id for c in CASES}) == len(CASES), "probe ids must be unique"
+    unprobed = [
+        f"{' '.join(path)} {flag}"
+        for (flag, _, _), path in _bounded_options().items()
+        if not any(c.argv[: len(path)] == path and flag in c.argv for c in CASES)
+    ]
+    assert not unprobed, "options without a bad-input probe: " + ", ".join(unprobed)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -13,7 +13,7 @@ from lora_harness.runs import suites
 from lora_harness.runs.run import Settings
 from lora_harness.runs.selftest import run_selftest
 from lora_harness.runs.suites import all_checks
-from tests.conftest import run_gate
+from tests.support.helpers import run_gate
 
 # The fault x check matrix the harness promises: a change that blinds a check fails here.
 CAUGHT_BY = {
@@ -154,6 +154,7 @@ def clean_results(selftest_section):
     return {r["name"]: r for r in selftest_section["clean"]}
 
 
+@pytest.mark.slow  # the full self-test: clean recipe + every fault
 def test_clean_recipe_passes_every_gate_check(clean_results):
     assert set(clean_results) == set(suites.GATE)
     bad = {n: r["message"] for n, r in clean_results.items() if r["status"] != "pass"}
@@ -175,6 +176,7 @@ def test_the_matrix_covers_the_whole_catalogue():
     assert set(CAUGHT_BY) | {"skip_optimizer_init"} == set(FAULTS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault_name", sorted(CAUGHT_BY))
 def test_fault_is_caught_by_exactly_the_promised_checks(selftest_section, fault_name):
     (entry,) = [e for e in selftest_section["faults"] if e["name"] == fault_name]
@@ -193,6 +195,7 @@ def test_failing_checks_tell_the_user_what_to_do(fixture_source):
     assert failed and all(r.remedy for r in failed)
 
 
+@pytest.mark.slow
 def test_skipping_optimizer_init_has_no_effect_in_this_mlx(selftest_section):
     # MLX creates optimizer state lazily from the first gradients, so skipping init is
     # harmless here; measured, not assumed: parameters end within two clean runs' spread.

@@ -8,16 +8,7 @@ import pytest
 
 from lora_harness.reports import json_report
 from lora_harness.runs import suites
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("lora-harness: error: ")
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0]
+from tests.support.helpers import ROOT, assert_one_line_error
 
 
 def test_gate_on_fixture_passes_and_writes_a_valid_report(cli, tmp_path):
@@ -98,7 +89,12 @@ def test_failed_check_exits_1_and_human_output_names_remedy(cli):
 
 def test_json_dash_prints_only_json_on_stdout(cli):
     result = cli("run", "--model", "shape:qwen2.5-0.5b", "--suite", "structure", "--json", "-")
-    json.loads(result.stdout)  # nothing but the document
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # nothing but the document: any other line breaks it
+    assert [c["name"] for c in report["checks"]] == suites.SUITES["structure"]["checks"]
+    assert report["summary"]["verdict"] == "pass"
+    # the human lines still reach the user, on stderr
+    assert all(f"PASS  {name}" in result.stderr for name in suites.SUITES["structure"]["checks"])
 
 
 def test_json_path_is_written(cli, tmp_path):
@@ -191,6 +187,37 @@ def test_list_shows_checks_and_suites(cli):
     assert result.returncode == 0
     for name in ("gate", "structure", "frozen_base_unchanged", "trainable_keys_exact"):
         assert name in result.stdout
+
+
+def test_list_markdown_is_one_row_per_check_with_its_symptom_and_remedy(cli):
+    from lora_harness.runs.suites import all_checks
+
+    result = cli("list", "--markdown")
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()[2:]
+    checks = all_checks()
+    assert len(rows) == len(checks)
+    for name, check in checks.items():
+        (row,) = [r for r in rows if f"| `{name}` (" in r]
+        assert " ".join(check.symptom.split()).replace("|", "\\|") in row
+        assert " ".join(check.remedy.split()).replace("|", "\\|") in row
+        assert row.count(" | ") == 2, row  # a pipe inside a cell is escaped
+
+
+def test_the_readmes_check_table_is_list_markdown(cli):
+    """The README's table is generated: a new check regenerates it, no one edits it by hand."""
+    begin, end = (
+        "<!-- lora-harness list --markdown: begin -->\n",
+        "<!-- lora-harness list --markdown: end -->",
+    )
+    readme = (ROOT / "README.md").read_text()
+    assert begin in readme and end in readme
+    table = readme.split(begin, 1)[1].split(end, 1)[0]
+    result = cli("list", "--markdown")
+    assert result.returncode == 0, result.stderr
+    assert table == result.stdout, (
+        "README.md's check table is stale: paste `lora-harness list --markdown`"
+    )
 
 
 def test_help_explains_exit_codes(cli):

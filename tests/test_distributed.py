@@ -15,8 +15,8 @@ import pytest
 from lora_harness.core.errors import EXIT_RANK_ERROR, EXIT_RANK_LOST
 from lora_harness.reports import html, json_report
 from lora_harness.runs import distributed
-from tests.conftest import ROOT
-from tests.sshd import free_port
+from tests.support.helpers import ROOT
+from tests.support.sshd import free_port
 
 LAUNCH = shutil.which("mlx.launch")
 pytestmark = pytest.mark.skipif(LAUNCH is None, reason="mlx.launch not on PATH")
@@ -65,6 +65,7 @@ def report(tmp_path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.distributed
 def test_two_ranks_train_in_sync_and_match_one_process(tmp_path):
     done, _ = launch(tmp_path)
     assert done.returncode == 0, done.stderr
@@ -79,6 +80,7 @@ def test_two_ranks_train_in_sync_and_match_one_process(tmp_path):
     assert page.count('class="rank"') == 2 and "differs from rank 0" not in page
 
 
+@pytest.mark.distributed
 def test_a_rank_skipping_the_average_is_caught(tmp_path):
     launch(tmp_path, "--inject-fault", "rank_skips_average")
     document = report(tmp_path)
@@ -90,6 +92,7 @@ def test_a_rank_skipping_the_average_is_caught(tmp_path):
     assert "differs from rank 0" in html.render([document])
 
 
+@pytest.mark.distributed
 def test_a_dead_rank_ends_the_run_within_its_deadline(tmp_path):
     done, seconds = launch(
         tmp_path, "--inject-fault", "rank_dies", "--distributed-timeout", "20", timeout=120
@@ -101,6 +104,7 @@ def test_a_dead_rank_ends_the_run_within_its_deadline(tmp_path):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*/report.json"))
 
 
+@pytest.mark.distributed
 def test_a_hung_rank_is_ended_by_the_watchdog(tmp_path):
     done, seconds = launch(
         tmp_path, "--inject-fault", "rank_hangs", "--distributed-timeout", "10", timeout=120
@@ -140,6 +144,7 @@ def own_lines(stderr: str, rank: int) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith(f"lora-harness: rank {rank}")]
 
 
+@pytest.mark.distributed
 def test_a_rank_whose_peer_dies_exits_5_without_a_report(tmp_path):
     # This is what a rank sees when the other host goes down.
     (code, stderr), _ = start_by_hand(tmp_path, "--inject-fault", "rank_dies")
@@ -152,6 +157,7 @@ def test_a_rank_whose_peer_dies_exits_5_without_a_report(tmp_path):
     assert not list(tmp_path.glob("out/*/report.json"))
 
 
+@pytest.mark.distributed
 def test_a_local_error_is_the_ranks_own_and_its_peer_sees_a_lost_rank(tmp_path):
     (peer_code, peer_err), (code, stderr) = start_by_hand(
         tmp_path, "--inject-fault", "rank_local_error"

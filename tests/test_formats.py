@@ -19,7 +19,7 @@ from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT
 from lora_harness.runs import suites
 from lora_harness.runs.context import RunContext
-from tests.conftest import run_gate
+from tests.support.helpers import run_gate
 
 FORMATS = ["tiny", "tiny-bf16", "tiny-q4"]
 NUMERIC = ["identity_at_init", "adapter_roundtrip", "adapter_applied", "fuse_equivalence"]
@@ -168,6 +168,6 @@ def test_selftest_catches_every_observable_fault_in_format(formats, name):
     ],
 )
 def test_unusable_formats_are_one_line_input_errors(cli, formats, spec, fragment):
-    from tests.test_cli import assert_one_line_error
+    from tests.support.helpers import assert_one_line_error
 
     assert_one_line_error(cli("run", "--model", spec, "--check", "lora_layer_count"), fragment)

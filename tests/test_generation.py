@@ -108,8 +108,8 @@ def test_baseline_file_round_trip_and_use(fixture_source, tmp_path):
 
 
 def test_custom_scorer_is_loaded_and_bad_specs_are_input_errors():
-    assert load_scorer("tests.helpers:constant_scorer")([], []) == 0.5
-    for spec in ("nocolon", "no.such.module:f", "tests.helpers:missing"):
+    assert load_scorer("tests.support.helpers:constant_scorer")([], []) == 0.5
+    for spec in ("nocolon", "no.such.module:f", "tests.support.helpers:missing"):
         with pytest.raises(InputError):
             load_scorer(spec)
 

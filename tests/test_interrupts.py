@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lora_harness.cli import main
-from tests.conftest import ROOT
+from tests.support.helpers import ROOT
 
 SHAPE = ["--model", "shape:qwen2.5-7b", "--suite", "structure"]
 

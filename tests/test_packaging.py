@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import site
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from lora_harness import LAYERS  # lowest first: import your own layer or a lower one
+
 ROOT = Path(__file__).resolve().parents[1]
 # folder -> import name, as setup.py maps them
 ROOTS = {
@@ -23,8 +26,6 @@ ROOTS = {
     "checks": "lora_harness.checks",
     "reports": "lora_harness.reports",
 }
-# Lowest first: a module may import its own layer or a lower one, never a higher one.
-LAYERS = ["core", "reports", "text", "models", "lora", "checks", "runs", "bench", "remote", "cli"]
 
 
 def _modules() -> dict[str, Path]:
@@ -76,6 +77,14 @@ def test_imports_never_run_up_a_layer():
         if _layer(i) > _layer(m) and not (m.count(".") == 0)
     ]
     assert not upward, "imports that run back up:\n" + "\n".join(upward)
+
+
+def test_the_architecture_page_lists_the_layers_in_their_order():
+    bullets = re.findall(
+        r"^- `(?:harness/)?(\w+)/`", (ROOT / "docs/architecture.md").read_text(), re.M
+    )
+    assert [b for b in bullets if b in LAYERS] == list(LAYERS)
+    assert set(next(os.walk(ROOT / "harness"))[1]) - {"__pycache__"} <= set(LAYERS)
 
 
 def test_no_import_circles():
@@ -176,6 +185,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.wheel
 def test_the_wheel_holds_every_module_and_data_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module, path in _modules().items():
@@ -215,6 +225,7 @@ def _clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
+@pytest.mark.wheel
 def test_the_installed_wheel_runs_outside_the_checkout(fresh_venv, tmp_path):
     cli = str(fresh_venv / "bin" / "lora-harness")
     where = subprocess.run(
@@ -264,6 +275,7 @@ def users_repo(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.wheel
 def test_the_gate_runs_in_a_repo_with_its_own_checks_reports_and_harness(users_repo):
     env = {**_clean_env(), "PYTHONPATH": "."}
     done = subprocess.run(
@@ -290,6 +302,7 @@ def test_the_gate_runs_in_a_repo_with_its_own_checks_reports_and_harness(users_r
     assert f"{len(GATE) + 1} passed" in done.stdout  # the gate's items + the user's own test
 
 
+@pytest.mark.wheel
 def test_the_cli_runs_inside_a_repo_with_its_own_packages(users_repo):
     env = {**_clean_env(), "PYTHONPATH": "."}
     for argv in (["list"], ["run", "--model", "shape:qwen2.5-7b", "--suite", "structure", "-q"]):

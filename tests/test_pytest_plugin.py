@@ -75,6 +75,8 @@ def test_shared_options_reach_the_run(pytester):
         "16",
         "--lora-keys",
         "self_attn.q_proj",
+        "--lora-expect",
+        "lora_layers=16",  # 16 blocks x 1 key: without --lora-num-layers 28, without --lora-keys 112
         "-v",
     )
     result.assert_outcomes(passed=1)

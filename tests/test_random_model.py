@@ -11,22 +11,7 @@ from mlx.utils import tree_flatten
 from lora_harness.core.errors import InputError
 from lora_harness.core.fingerprint import fingerprint
 from lora_harness.models.sources import resolve
-from tests.conftest import run_gate
-
-TINY = {
-    "model_type": "qwen2",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "intermediate_size": 128,
-    "vocab_size": 1536,
-    "rms_norm_eps": 1e-6,
-    "rope_theta": 10000.0,
-    "max_position_embeddings": 1024,
-    "tie_word_embeddings": False,
-    "torch_dtype": "float32",
-}
+from tests.support.helpers import TINY, run_gate
 
 
 @pytest.fixture

@@ -21,106 +21,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lora_harness.reports import json_report
-from tests import sshd
-
-pytestmark = pytest.mark.skipif(
-    not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
+from tests.support import sshd
+from tests.support.remote import (
+    REMOTE,
+    STRUCTURE,
+    connection_args,
+    ensure_host_venv,
+    remote,
+    statuses,
+    write_fleet,
 )
 
-STRUCTURE = ["--", "--model", "shape:qwen2.5-0.5b", "--suite", "structure"]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keys")
-    public = sshd.keygen(folder / "user_key")
-    (folder / "authorized_keys").write_text(public + "\n")
-    sshd.keygen(folder / "stranger_key")
-    return folder
-
-
-REMOTE = {}
-
-
-@pytest.fixture(scope="module")
-def work_dir(tmp_path_factory):
-    """Shared by the tests, as a real host's ~/.lora-harness: venvs are reused by hash."""
-    work, REMOTE["wheelhouse"] = sshd.shared_remote_dirs(tmp_path_factory)
-    return work
-
-
-@pytest.fixture
-def hosts(keys, tmp_path):
-    started = []
-
-    def start(count: int):
-        for _ in range(count):
-            started.append(
-                sshd.SshdHost.start(tmp_path / f"sshd-{len(started)}", keys / "authorized_keys")
-            )
-        return started[-count:]
-
-    yield start
-    for host in started:
-        host.stop()
-
-
-def write_fleet(tmp_path, hosts, keys, work_dir, names=None, key="user_key") -> tuple[Path, Path]:
-    known = tmp_path / "known_hosts"
-    known.write_text("".join(h.known_hosts_line() + "\n" for h in hosts))
-    entries = []
-    for index, host in enumerate(hosts):
-        name = (names or [f"studio-{i}" for i in range(len(hosts))])[index]
-        entries.append(
-            f'[[hosts]]\nname = {json.dumps(name)}\nhostname = "127.0.0.1"\nport = {host.port}\n'
-            f'user = "root"\nidentity_file = "{keys / key}"\npython = "{sshd.base_python()}"\n'
-            f'work_dir = "{work_dir}"\n'
-        )
-    fleet = tmp_path / "fleet.toml"
-    fleet.write_text("\n".join(entries))
-    return fleet, known
-
-
-def connection_args(fleet, known, out="out") -> list[str]:
-    """The flags every remote action in these tests shares."""
-    cache = os.environ["LORA_HARNESS_CACHE"]
-    return [
-        "--hosts",
-        str(fleet),
-        "--known-hosts",
-        str(known),
-        "--wheelhouse",
-        str(REMOTE["wheelhouse"]),
-        "--remote-env",
-        f"LORA_HARNESS_CACHE={cache}",
-        "--out",
-        out,
-    ]
-
-
-def remote(cli, fleet, known, *extra, run_args=STRUCTURE, timeout=600):
-    return cli(
-        "remote",
-        "run",
-        *connection_args(fleet, known),
-        "--json",
-        "-",
-        *extra,
-        *run_args,
-        timeout=timeout,
-    )
-
-
-def ensure_host_venv(cli, hosts, keys, work_dir, tmp_path) -> None:
-    """The shared host venv, built by whichever remote test came first (else built here)."""
-    if not list(work_dir.glob("venvs/*/.harness-*")):
-        (tmp_path / "warm").mkdir(exist_ok=True)
-        fleet, known = write_fleet(tmp_path / "warm", hosts(1), keys, work_dir)
-        assert remote(cli, fleet, known).returncode == 0
-
-
-def statuses(result) -> dict:
-    return {h["name"]: h["status"] for h in result.json()["hosts"]}
+pytestmark = [
+    pytest.mark.remote,
+    pytest.mark.wheel,
+    pytest.mark.skipif(
+        not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
+    ),
+]
 
 
 def test_one_host_end_to_end_report_collected_and_valid(cli, hosts, keys, work_dir, tmp_path):

@@ -2,7 +2,7 @@
 """The remote runner against hostile hosts, odd names, secrets and stuck deploys (#15).
 
 SFTP hostility is served by a real paramiko SFTP server that lists impossible names
-(tests/sftp_stub.py) and by a real sshd whose run folder holds a symlink to /dev/zero, a
+(tests/support/sftp_stub.py) and by a real sshd whose run folder holds a symlink to /dev/zero, a
 FIFO and a tree 1,100 folders deep. Everything else runs against real sshd on loopback.
 """
 
@@ -24,23 +24,23 @@ from lora_harness.core.errors import InputError
 from lora_harness.remote import collect, names
 from lora_harness.remote.connection import HostFailure, connect
 from lora_harness.remote.inventory import Host, expand_home, load_fleet, parse_host
-from tests import sftp_stub, sshd
-from tests.test_remote import (  # noqa: F401  (fixtures)
-    REMOTE,
+from tests.support import sftp_stub, sshd
+from tests.support.remote import (
     STRUCTURE,
     connection_args,
     ensure_host_venv,
-    hosts,
-    keys,
     remote,
-    statuses,
-    work_dir,
     write_fleet,
 )
 
-needs_sshd = pytest.mark.skipif(
+_skip_without_sshd = pytest.mark.skipif(
     not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
 )
+
+
+def needs_sshd(test):
+    """A test against real sshd hosts on loopback (those given work_dir deploy the wheel)."""
+    return pytest.mark.remote(_skip_without_sshd(test))
 
 
 # --- collect: every remote name and file is hostile ------------------------------------
@@ -81,6 +81,7 @@ def test_collect_deadline_holds_on_a_file_that_trickles(tmp_path):
     assert "deadline" in got.incomplete or "timeout" in got.incomplete.lower()
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_fetch_skips_symlinks_fifos_and_deep_trees_in_a_real_run_folder(
     cli, hosts, keys, work_dir, tmp_path
@@ -226,6 +227,7 @@ def test_redactor_masks_values_in_argv_text_and_reports(tmp_path):
 # --- secrets end to end ---------------------------------------------------------------
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_secrets_are_masked_in_summary_logs_html_and_junit(cli, hosts, keys, work_dir, tmp_path):
     fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
@@ -302,6 +304,7 @@ def test_trusted_new_keys_are_remembered_and_trust_is_per_host(hosts, keys, tmp_
 # --- minor: interpreter, no-SSH port, wheel folders ------------------------------------
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_missing_interpreter_says_so_and_no_wheel_folder_is_left(
     cli, hosts, keys, work_dir, tmp_path
@@ -405,6 +408,7 @@ def held_deploy_lock(cli, hosts, keys, work_dir, tmp_path):
         stream.close()
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_deploy_deadline_holds_while_the_lock_is_taken(cli, held_deploy_lock, work_dir):
     fleet, known = held_deploy_lock
@@ -415,6 +419,7 @@ def test_deploy_deadline_holds_while_the_lock_is_taken(cli, held_deploy_lock, wo
     assert _gone(work_dir / "venvs"), "a remote lock waiter was left behind"
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_ctrl_c_stops_a_deploy_waiting_for_its_lock(held_deploy_lock, work_dir, tmp_path):
     fleet, known = held_deploy_lock
@@ -440,6 +445,7 @@ def test_ctrl_c_stops_a_deploy_waiting_for_its_lock(held_deploy_lock, work_dir, 
     assert _gone(work_dir / "venvs"), "a remote lock waiter was left behind"
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_ctrl_c_during_a_run_reads_interrupted_not_timeout(hosts, keys, work_dir, tmp_path):
     fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
@@ -474,7 +480,7 @@ def test_ctrl_c_during_a_run_reads_interrupted_not_timeout(hosts, keys, work_dir
 
 
 def test_one_hosts_bad_report_is_that_hosts_error_only(cli, tmp_path):
-    from lora_harness.cli.remote_cmd import _render_fleet
+    from lora_harness.remote.controller import render_fleet
     from lora_harness.remote.host_run import HostResult, _judge
     from lora_harness.remote.redact import Redactor
     from lora_harness.remote.shell import Completed
@@ -502,7 +508,7 @@ def test_one_hosts_bad_report_is_that_hosts_error_only(cli, tmp_path):
         result = HostResult(name, "127.0.0.1")
         _judge(result, Completed(0, "", "", 0), report, False, Redactor())
         results.append(result)
-    _render_fleet(results, tmp_path / "fleet")
+    render_fleet(results, tmp_path / "fleet")
     status = {r.name: r.status for r in results}
     assert status == {
         "good": "passed", "missing": "error", "<script>x</script>": "error", "odd": "error"
@@ -517,6 +523,7 @@ def test_one_hosts_bad_report_is_that_hosts_error_only(cli, tmp_path):
 # --- local folders from odd host names, end to end --------------------------------------
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_odd_host_names_collect_into_distinct_folders_inside_out(
     cli, hosts, keys, work_dir, tmp_path
@@ -536,6 +543,7 @@ def test_odd_host_names_collect_into_distinct_folders_inside_out(
 # --- detached training tells the truth ---------------------------------------------------
 
 
+@pytest.mark.wheel
 @needs_sshd
 def test_detached_training_that_dies_at_once_is_reported_with_its_log(
     cli, hosts, keys, work_dir, tmp_path

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests import sshd
-from tests.conftest import ROOT
-from tests.test_remote import connection_args, work_dir, write_fleet  # noqa: F401  (fixture)
+from tests.support import sshd
+from tests.support.helpers import ROOT
+from tests.support.remote import connection_args, write_fleet
 
 pytestmark = [
+    pytest.mark.remote,
+    pytest.mark.wheel,
     pytest.mark.skipif(
         not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
     ),

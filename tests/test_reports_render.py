@@ -10,8 +10,8 @@ import pytest
 from lora_harness.core.errors import InputError
 from lora_harness.reports import compare, html, json_report, junit
 from lora_harness.reports import history as run_history
-from tests.browser import chromium, chromium_path
-from tests.conftest import ARTIFACTS
+from tests.support.browser import chromium, chromium_path
+from tests.support.helpers import ARTIFACTS
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def run_report(tmp_path_factory, fixture_cache):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.helpers import ROOT
 
     out = tmp_path_factory.mktemp("run")
     subprocess.run(
@@ -46,6 +46,7 @@ def _fleet(report: dict, hosts: int) -> list[dict]:
     return documents
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="Chromium not installed (.ci/run installs it)")
 def test_html_report_loads_cleanly_in_chromium(run_report):
     page_path = run_report.parent / "report.html"
@@ -64,6 +65,7 @@ def test_html_report_loads_cleanly_in_chromium(run_report):
         page.screenshot(ARTIFACTS / "report-fixture.png")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="Chromium not installed (.ci/run installs it)")
 def test_fleet_html_of_32_hosts_opens_fast_and_puts_failures_first(run_report, tmp_path):
     report = json.loads(run_report.read_text())
@@ -161,6 +163,7 @@ def test_history_appends_per_machine_and_feeds_trends(run_report, tmp_path):
     assert "History on this machine" in page and "Tokens/s over runs" in page
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="Chromium not installed (.ci/run installs it)")
 def test_report_command_takes_a_screenshot(cli, run_report, tmp_path):
     result = cli("report", str(run_report), "--html", "r.html", "--screenshot", "r.png")

@@ -10,7 +10,7 @@ from lora_harness.core.checking import CheckResult
 from lora_harness.lora.faults import FAULTS
 from lora_harness.reports import json_report
 from lora_harness.runs.selftest import judge_fault, markdown_matrix
-from tests.conftest import run_gate
+from tests.support.helpers import run_gate
 
 
 def _results(**statuses):

@@ -24,7 +24,7 @@ from lora_harness.runs import suites
 from lora_harness.runs.run import prepare, settings_from
 from lora_harness.runs.watch import WATCHED, UnhealthyLoRA, watch
 from lora_harness.text import data
-from tests.conftest import ROOT
+from tests.support.helpers import ROOT
 
 pytest_plugins = ["pytester"]
 
@@ -129,8 +129,8 @@ def test_protocol_documents_every_recipe_step():
 
 @pytest.mark.parametrize("name", ["AS_RECIPE", "AS_DICT", "AsClass"])
 def test_recipe_objects_swap_only_the_steps_they_supply(name):
-    recipe = user_recipe.load(f"tests.recipe_specs:{name}")
-    assert isinstance(recipe, Recipe) and recipe.name == f"tests.recipe_specs:{name}"
+    recipe = user_recipe.load(f"tests.support.recipe_specs:{name}")
+    assert isinstance(recipe, Recipe) and recipe.name == f"tests.support.recipe_specs:{name}"
     assert recipe.unfreeze is not CORRECT.unfreeze
     assert recipe.convert is CORRECT.convert and recipe.loss is CORRECT.loss
 
@@ -142,14 +142,14 @@ def test_recipe_objects_swap_only_the_steps_they_supply(name):
         ("mlx_backend.lora_gate:NOPE", "has no attribute 'NOPE'"),
         ("mlx_backend.lora_gate", "must look like module:object"),
         (
-            "tests.recipe_specs:MisnamedStep",
+            "tests.support.recipe_specs:MisnamedStep",
             "'unfreez' is not a recipe step; did you mean 'unfreeze'",
         ),
-        ("tests.recipe_specs:MISNAMED_KEY", "'unfreez' is not a recipe step"),
-        ("tests.recipe_specs:NOT_CALLABLE", "step 'freeze' is not callable"),
-        ("tests.recipe_specs:WRONG_ARITY", "the trainer calls unfreeze(model, lora)"),
-        ("tests.recipe_specs:NO_STEPS", "supplies none of the steps"),
-        ("tests.recipe_specs:NeedsArguments", "cannot be built without arguments"),
+        ("tests.support.recipe_specs:MISNAMED_KEY", "'unfreez' is not a recipe step"),
+        ("tests.support.recipe_specs:NOT_CALLABLE", "step 'freeze' is not callable"),
+        ("tests.support.recipe_specs:WRONG_ARITY", "the trainer calls unfreeze(model, lora)"),
+        ("tests.support.recipe_specs:NO_STEPS", "supplies none of the steps"),
+        ("tests.support.recipe_specs:NeedsArguments", "cannot be built without arguments"),
     ],
 )
 def test_bad_recipe_is_one_clear_input_error(monkeypatch, spec, says):

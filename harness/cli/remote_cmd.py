@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from lora_harness.core.errors import EXIT_HOST_FAILED, EXIT_OK, InputError
+from lora_harness.core.errors import EXIT_HOST_FAILED, EXIT_OK
 from lora_harness.core.files import write_atomic
 from lora_harness.core.validation import Rule
-from lora_harness.remote import collect, deploy, detached, fleet, inventory, names, ring
+from lora_harness.remote import collect, controller, detached, ring
 from lora_harness.remote.connection import HostFailure
-from lora_harness.remote.host_run import DEFAULT_DEADLINES_S, RemoteOptions
-from lora_harness.remote.redact import Redactor
-from lora_harness.reports import json_report, render
+from lora_harness.remote.host_run import DEFAULT_DEADLINES_S
+from lora_harness.reports import json_report
 from lora_harness.runs import options as run_options
-from lora_harness.runs.run import new_run_id
 from lora_harness.runs.validate import argtype
 
 EPILOG = """\
@@ -48,7 +45,7 @@ def register(commands) -> None:
     )
     train.add_argument(
         "--start-grace",
-        type=float,
+        type=argtype(Rule(float, minimum=0)),
         default=detached.START_GRACE_S,
         metavar="S",
         help="wait up to S seconds for the training to write its first step; a process "
@@ -127,7 +124,12 @@ def _register_bench(actions) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _connection_args(bench)
-    bench.add_argument("--parallel", type=int, default=1, help="hosts at once (default 1)")
+    bench.add_argument(
+        "--parallel",
+        type=argtype(Rule(int, minimum=1)),
+        default=1,
+        help="hosts at once (default 1)",
+    )
     bench.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
     bench.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for bench")
     bench.set_defaults(handler=handle_bench, retry_failed=None)
@@ -250,17 +252,46 @@ def _size(text: str) -> int:
     return int(number)
 
 
+def _request(args) -> controller.Request:
+    """The parsed command line as the controller's request (actions lack some options)."""
+    return controller.Request(
+        run_args=args.run_args,
+        out=args.out,
+        command=list(sys.argv),
+        host_specs=args.host,
+        fleet_file=args.hosts,
+        retry_failed=args.retry_failed,
+        distributed=getattr(args, "distributed", False),
+        starting_port=getattr(args, "starting_port", ring.DEFAULT_STARTING_PORT),
+        parallel=getattr(args, "parallel", 1),
+        work_dir=args.work_dir,
+        trust_new_host=args.trust_new_host,
+        trust_new_hosts=args.trust_new_hosts,
+        ssh_config=args.ssh_config,
+        known_hosts=args.known_hosts,
+        remote_python=args.remote_python,
+        system_site_packages=args.system_site_packages,
+        remote_env=args.remote_env,
+        remote_env_from=args.remote_env_from,
+        timeouts={p: getattr(args, f"{p}_timeout") for p in DEFAULT_DEADLINES_S},
+        collect_caps={
+            "max_run_bytes": args.collect_max_bytes,
+            "max_file_bytes": args.collect_max_file_bytes,
+        },
+        wheelhouse=args.wheelhouse,
+        local_packages=getattr(args, "with_local_package", []),
+        echo=args.json != "-",
+    )
+
+
 @_infrastructure
 def handle_train(args) -> int:
     run_options.check_forwarded(args.run_args, "train")
-    hosts, run_id = _hosts(args), new_run_id()
-    options = _options(args, args.out.resolve(), hosts)
-    with deploy.build_wheel(args.wheelhouse) as build:
-        for host in hosts:
-            run_dir = detached.start(
-                host, build, options, run_id, options.run_args, grace_s=args.start_grace
-            )
-            print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
+
+    def started(host, run_dir):
+        print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
+
+    run_id = controller.start_training(_request(args), args.start_grace, started)
     print(run_id)
     print(f"follow it with: lora-harness remote monitor ... {run_id}", file=sys.stderr)
     return EXIT_OK
@@ -268,21 +299,13 @@ def handle_train(args) -> int:
 
 @_infrastructure
 def handle_monitor(args) -> int:
-    names.check_run_id(args.run_id)
-    hosts = _hosts(args)
-    options = _options(args, args.out.resolve(), hosts)
-    states = [detached.monitor(host, options, args.run_id) for host in hosts]
-    return max(state.code() for state in states)
+    return controller.monitor(_request(args), args.run_id)
 
 
 @_infrastructure
 def handle_fetch(args) -> int:
-    names.check_run_id(args.run_id)
-    hosts = _hosts(args)
-    options = _options(args, args.out.resolve(), hosts)
     codes = []
-    for host in hosts:
-        target, state, got = detached.fetch(host, options, args.run_id)
+    for host, target, state, got in controller.fetch(_request(args), args.run_id):
         note = f" ({got['skipped_count']} item(s) skipped)" if got["skipped_count"] else ""
         print(f"[{host.name}] fetched into {target}; {state.describe()}{note}")
         for skipped in got["skipped"]:
@@ -294,148 +317,25 @@ def handle_fetch(args) -> int:
     return max(codes)
 
 
-def _hosts(args) -> list[inventory.Host]:
-    hosts = [inventory.parse_host(spec) for spec in args.host]
-    if args.hosts:
-        hosts += inventory.load_fleet(args.hosts)
-    if args.retry_failed:
-        hosts += fleet.hosts_to_retry(args.retry_failed, getattr(args, "distributed", False))
-    if not hosts:
-        raise InputError(
-            "no hosts: pass --host user@host, --hosts fleet.toml or --retry-failed SUMMARY.json"
-        )
-    labels = [h.name for h in hosts]
-    if len(set(labels)) != len(labels):
-        raise InputError("two hosts share a name; give each [[hosts]] entry a unique name")
-    unknown = set(args.trust_new_host) - set(labels)
-    if unknown:
-        raise InputError(f"--trust-new-host {sorted(unknown)[0]!r} names no host of this run")
-    for host in hosts:
-        host.work_dir = args.work_dir or host.work_dir
-        host.trust_new = host.trust_new or host.name in args.trust_new_host
-    return [inventory.apply_ssh_config(h, args.ssh_config) for h in hosts]
-
-
-def _remote_env(args) -> dict:
-    env = {}
-    for item in args.remote_env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError("--remote-env takes KEY=VALUE (the value is not shown here)")
-        env[names.check_env_key(key, "--remote-env")] = value
-    for key in args.remote_env_from:
-        names.check_env_key(key, "--remote-env-from")
-        if key not in os.environ:
-            raise InputError(f"--remote-env-from {key}: {key} is not set in this environment")
-        env[key] = os.environ[key]
-    return env
-
-
-def _options(args, out: Path, hosts=()) -> RemoteOptions:
-    env = _remote_env(args)
-    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
-    return RemoteOptions(
-        run_args=run_args,
-        out=out,
-        known_hosts=[os.path.expanduser("~/.ssh/known_hosts"), *args.known_hosts],
-        trust_new=args.trust_new_hosts,
-        remote_python=args.remote_python,
-        system_site_packages=args.system_site_packages,
-        remote_env=env,
-        timeouts={
-            p: getattr(args, f"{p}_timeout") for p in ("connect", "deploy", "run", "collect")
-        },
-        echo=args.json != "-",
-        collect_caps={
-            "max_run_bytes": args.collect_max_bytes,
-            "max_file_bytes": args.collect_max_file_bytes,
-        },
-        redactor=Redactor(env),
-        remember_keys=(args.known_hosts or [os.path.expanduser("~/.ssh/known_hosts")])[-1],
-        folders=names.folder_names([h.name for h in hosts]),
-    )
-
-
 def handle_run(args) -> int:
     run_options.check_forwarded(args.run_args, "run")
-    hosts = _hosts(args)
-    run_id = new_run_id()
-    out = (args.out / run_id).resolve()
-    options = _options(args, out, hosts)
-    parallel = args.parallel
-    if args.distributed:
-        options.ring, parallel = ring.plan(hosts, args.starting_port), len(hosts)
-    started = fleet.now()
-    with deploy.build_wheel(args.wheelhouse) as build:
-        build.packages = [deploy.build_local_package(p) for p in args.with_local_package]
-        results = fleet.run_fleet(hosts, build, options, parallel, run_id)
-    if options.ring:
-        ring.judge_ranks(results, options.ring)
-    run = {
-        "id": run_id,
-        "started_at": started,
-        "finished_at": fleet.now(),
-        "command": options.redactor.argv(list(sys.argv)),
-    }
-    _render_fleet(results, out)  # first: a host whose report cannot render ends `error`
-    return _write_summary(fleet.document(results, run), results, out, args, "fleet summary")
-
-
-def _write_summary(document: dict, results, out: Path, args, label: str) -> int:
-    """fleet.json (and --json PATH|-), one line per host, and the fleet's exit code."""
-    text = json_report.dumps(document)
-    path = write_atomic(out / "fleet.json", text)
-    if args.json == "-":
-        sys.stdout.write(text)
-    else:
-        for r in results:
-            print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
-        print(f"{label}: {path}", file=sys.stderr)
-        if args.json:
-            write_atomic(Path(args.json), text)
-    return fleet.exit_code(document["summary"])
-
-
-def _render_fleet(results, out: Path) -> None:
-    """fleet.html and junit.xml from the collected JSON reports (the controller renders).
-
-    A report that cannot be read or rendered is its host's `error`; the fleet still renders.
-    """
-    reports = {}
-    for r in results:
-        if r.report and r.status in ("passed", "failed"):
-            try:
-                document = json_report.load(Path(r.report))
-                render.html.render([document], [None], None)
-                render.junit.render([document])
-                reports[r.name] = document
-            except Exception as error:
-                r.status = "error"
-                r.message = f"its report cannot be rendered: {error.__class__.__name__}: {error}"
-    infrastructure = [
-        {"name": r.name, "status": r.status}
-        for r in results
-        if r.name not in reports and r.status not in ("passed", "failed")
-    ]
-    if reports or infrastructure:
-        render.write_html(out / "fleet.html", list(reports.values()), infrastructure=infrastructure)
-    if reports:
-        render.write_junit(out / "junit.xml", list(reports.values()))
+    return _print_summary(controller.run(_request(args)), args, "fleet summary")
 
 
 def handle_bench(args) -> int:
     """The bench on every host; figures per host in fleet.json and a table in fleet.html."""
-    from lora_harness.reports.bench_figures import html_table
+    return _print_summary(controller.bench(_request(args)), args, "fleet bench")
 
-    hosts, run_id = _hosts(args), new_run_id()
-    out = (args.out / run_id).resolve()
-    options = _options(args, out, hosts)
-    options.subcommand = "bench"
-    started = fleet.now()
-    with deploy.build_wheel(args.wheelhouse) as build:
-        results = fleet.run_fleet(hosts, build, options, args.parallel, run_id)
-    command = options.redactor.argv(list(sys.argv))
-    run = {"id": run_id, "started_at": started, "finished_at": fleet.now(), "command": command}
-    document = {**fleet.document(results, run), "bench": True}
-    write_atomic(out / "fleet.html", html_table(document["hosts"]))
-    return _write_summary(document, results, out, args, "fleet bench")
+
+def _print_summary(outcome: controller.Outcome, args, label: str) -> int:
+    """The summary on stdout (--json -), or one line per host; --json PATH; the exit code."""
+    text = json_report.dumps(outcome.document)
+    if args.json == "-":
+        sys.stdout.write(text)
+    else:
+        for r in outcome.results:
+            print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
+        print(f"{label}: {outcome.path}", file=sys.stderr)
+        if args.json:
+            write_atomic(Path(args.json), text)
+    return outcome.exit_code()

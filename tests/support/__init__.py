@@ -1,0 +1,1 @@
+"""Importable test helpers: plain functions and constants (fixtures live in tests/conftest.py)."""
