@@ -52,6 +52,7 @@ def _kernel_swap_pages() -> int:
     return int(values["pswpin"]) + int(values["pswpout"])
 
 
+@pytest.mark.slow  # a bench measurement: 32 training steps
 @pytest.mark.skipif(not Path("/proc/vmstat").exists(), reason="Linux swap counters")
 def test_bench_memory_reads_swap_from_the_kernels_counters(cli):
     """Swap is the kernel's page counts over the measurement, never guessed from slow steps:

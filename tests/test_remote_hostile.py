@@ -341,6 +341,7 @@ def cli_env(cli, env, *args):
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
+@pytest.mark.wheel  # remote run builds the wheel before it connects
 def test_a_port_that_speaks_no_ssh_is_unreachable_without_a_traceback(cli, tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -145,7 +145,12 @@ def _connection_args(parser) -> None:
         metavar="USER@HOST[:PORT]",
         help="a host (repeatable)",
     )
-    add("--hosts", type=Path, metavar="FLEET.toml", help="fleet inventory (format in the README)")
+    add(
+        "--hosts",
+        type=Path,
+        metavar="FLEET.toml",
+        help="fleet inventory (format in docs/remote.md)",
+    )
     add(
         "--out",
         type=Path,
