@@ -110,13 +110,17 @@ def _scope_rank(nodeid: str) -> int:
 
 
 # Every tier that needs more than this process (sshd, Chromium, a wheel, ranks, weights) is
-# also `slow`, so `-m "not slow"` is the whole fast loop (markers: pyproject.toml).
+# also `slow`, so `-m "not slow"` is the whole fast loop (markers: pyproject.toml). So is a
+# test that starts the CLI or pytest in a subprocess (`cli`, `pytester`): each start imports
+# mlx and mlx-lm again, seconds of CPU before the test does anything.
 SLOW_TIERS = ("remote", "browser", "wheel", "distributed", "real_model")
+SUBPROCESS_FIXTURES = ("cli", "pytester")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if any(item.get_closest_marker(tier) for tier in SLOW_TIERS):
+        tier = any(item.get_closest_marker(name) for name in SLOW_TIERS)
+        if tier or set(SUBPROCESS_FIXTURES) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: _scope_rank(item.nodeid))  # stable: files keep their order
 

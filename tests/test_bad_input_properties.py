@@ -88,6 +88,7 @@ yaml_documents = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(document=yaml_documents | json_values, junk=st.text(max_size=40))
 def test_junk_yaml_configs(document, junk, tmp_path_factory, capsys):

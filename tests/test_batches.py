@@ -98,6 +98,7 @@ def test_truncated_chat_rows_are_told_apart_from_rows_without_terminator(
     assert "truncation to --max-seq-length 20" in results[TERMINATED].message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "changes",
     [
@@ -114,6 +115,7 @@ def test_loss_coverage_passes_on_clean_runs(fixture_source, changes):
     assert results[COVERAGE].status == "pass", results[COVERAGE].message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["completions", "chat"])
 @pytest.mark.parametrize("mask_prompt", [False, True])
 def test_loss_coverage_passes_on_prompt_data_masked_or_not(

@@ -161,6 +161,7 @@ def test_clean_recipe_passes_every_gate_check(clean_results):
     assert bad == {}
 
 
+@pytest.mark.slow
 def test_dora_clean_recipe_passes_every_gate_check(fixture_source):
     results = run_gate(fixture_source, fine_tune_type="dora")
     bad = {n: r.message for n, r in results.items() if r.status != "pass"}

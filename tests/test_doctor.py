@@ -12,7 +12,10 @@ import pytest
 
 from lora_harness.text import corpus
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore"),
+    pytest.mark.slow,  # trains adapters (one with mlx_lm.lora) and runs the doctor on them
+]
 
 
 def _train_with_mlx_lm(folder, model_dir):

@@ -11,6 +11,8 @@ from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.runs import suites
 from lora_harness.runs.context import RunContext
 
+pytestmark = pytest.mark.slow  # each test trains the DPO policy and its reference
+
 
 def dpo_gate(source, recipe=None):
     kwargs = {"recipe": recipe} if recipe else {}

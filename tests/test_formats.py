@@ -21,6 +21,8 @@ from lora_harness.runs import suites
 from lora_harness.runs.context import RunContext
 from tests.support.helpers import run_gate
 
+pytestmark = pytest.mark.slow  # every test converts a format variant and trains on it
+
 FORMATS = ["tiny", "tiny-bf16", "tiny-q4"]
 NUMERIC = ["identity_at_init", "adapter_roundtrip", "adapter_applied", "fuse_equivalence"]
 

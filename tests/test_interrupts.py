@@ -18,6 +18,7 @@ from tests.support.helpers import ROOT
 SHAPE = ["--model", "shape:qwen2.5-7b", "--suite", "structure"]
 
 
+@pytest.mark.slow
 def test_sigterm_cleans_temporaries_and_exits_143(tmp_path, fixture_source):
     """SIGTERM once the adapter's temporary folder exists: it is removed, and the exit is 143."""
     temporary = tmp_path / "tmp"

@@ -16,6 +16,7 @@ def _check(ctx, name):
     return all_checks()[name]().run(ctx)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=8,
     deadline=None,
@@ -45,6 +46,7 @@ def test_a_late_spike_is_not_a_failure(fixture_source):
     assert "median of the last 4 steps" in result.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "lora",
     [LoRAConfig(learning_rate=3e-3), LoRAConfig(scale=64.0)],
@@ -56,6 +58,7 @@ def test_diverging_runs_are_flagged(fixture_source, lora):
     assert "did not fall" in result.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["zero_loss_tokens", "huge_scale", "loss_sign_flipped"])
 def test_loss_faults_are_still_caught(fixture_source, fault):
     import dataclasses
@@ -66,6 +69,7 @@ def test_loss_faults_are_still_caught(fixture_source, fault):
     assert _check(ctx, "loss_finite_and_decreasing").status == "fail"
 
 
+@pytest.mark.slow
 def test_voice_tolerance_comes_from_the_scorers_spread(fixture_source):
     # batch size 1 overfits one example: its voice score dips within the scorer's noise
     ctx = RunContext(fixture_source, LoRAConfig(batch_size=1))
@@ -76,6 +80,7 @@ def test_voice_tolerance_comes_from_the_scorers_spread(fixture_source):
     assert "bootstrap spread" in evidence["tolerance_source"]
 
 
+@pytest.mark.slow
 def test_negated_loss_still_loses_the_voice(fixture_source):
     ctx = RunContext(fixture_source, LoRAConfig(), recipe=FAULTS["loss_sign_flipped"].recipe)
     result = _check(ctx, "voice_score_baseline")

@@ -133,6 +133,7 @@ print(json.dumps(failures))
 """
 
 
+@pytest.mark.slow
 def test_every_module_imports_first_in_a_fresh_interpreter():
     names = [m for m in _modules() if not m.endswith("__main__")]
     done = subprocess.run(

@@ -46,6 +46,7 @@ def test_bad_random_specs_are_input_errors(spec, words):
         resolve(spec)
 
 
+@pytest.mark.slow
 def test_the_gate_passes_with_generation_checks_skipped_as_random_weights(tiny_config):
     results = run_gate(resolve(f"random:{tiny_config}"))
     skipped = {name for name, r in results.items() if r.status == "skip"}

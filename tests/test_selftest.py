@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,6 +93,7 @@ def test_selftest_refuses_unknown_faults_and_shape_models(cli):
     assert shape.returncode == 2 and "shape-only" in shape.stderr
 
 
+@pytest.mark.slow
 @settings(
     max_examples=6,
     deadline=None,

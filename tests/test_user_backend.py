@@ -1,7 +1,7 @@
 """The user's own backend (examples/user_backend) gated by `--recipe` and by `watch()`.
 
 Each bug of the seed's "What Doesn't Work" list is planted into that backend by a flag,
-never into the harness's recipe, and must fail the checks the README names for it under
+never into the harness's recipe, and must fail the checks docs/gate-your-own-trainer.md names for it under
 both front ends. Skipping optimizer.init() has no observable effect on this MLX (state is
 created lazily on the first update): shown by bit-identical parameters, not faked.
 """
@@ -31,7 +31,7 @@ pytest_plugins = ["pytester"]
 EXAMPLE = ROOT / "examples" / "user_backend"
 SPEC = "mlx_backend.lora_gate:{}"
 
-# Seed bug -> (lora_gate object planting it, checks the README names for it).
+# Seed bug -> (lora_gate object planting it, checks docs/gate-your-own-trainer.md names for it).
 SEED_BUGS = {
     "manual_from_base": (
         "MANUAL_FROM_BASE",
@@ -192,11 +192,13 @@ def test_correct_backend_passes_the_gate_from_the_cli(tmp_path):
     assert {c["name"] for c in report["checks"]} == set(suites.GATE)
 
 
+@pytest.mark.slow
 def test_correct_backend_passes_under_watch():
     report = watched_sft_run().assert_healthy()
     assert {c["name"]: c["status"] for c in report["checks"]} == dict.fromkeys(WATCHED, "pass")
 
 
+@pytest.mark.slow
 def test_correct_dpo_backend_passes_under_recipe_and_watch():
     _, results = gate_with_recipe("RECIPE", trainer="dpo", iters=3)
     assert set(statuses(results).values()) == {"pass"}, statuses(results)
@@ -222,6 +224,7 @@ def watched_dpo_run(bugs=()):
 # -- every seed bug planted into the backend is caught -----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", sorted(SEED_BUGS))
 def test_seed_bug_in_the_backend_fails_its_checks_under_recipe(bug):
     planted, named = SEED_BUGS[bug]
@@ -229,6 +232,7 @@ def test_seed_bug_in_the_backend_fails_its_checks_under_recipe(bug):
     assert statuses(results) == dict.fromkeys(named, "fail")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", sorted(SEED_BUGS))
 def test_seed_bug_in_the_backend_fails_its_checks_under_watch(bug):
     _, named = SEED_BUGS[bug]
@@ -255,6 +259,7 @@ def test_mx_value_and_grad_alone_is_loud_not_silent():
     assert "KeyError" in results["frozen_base_unchanged"].message
 
 
+@pytest.mark.slow
 def test_skip_optimizer_init_has_no_observable_effect_on_this_mlx():
     """MLX initialises optimizer state lazily on the first update: same state, same weights."""
     clean_ctx, clean = gate_with_recipe("RECIPE", checks=WATCHED)
@@ -294,6 +299,7 @@ def _mlx_lm_train(bugs=(), enter_before_conversion=False):
     return w
 
 
+@pytest.mark.slow
 def test_watch_works_with_mlx_lms_own_train(capsys):
     w = _mlx_lm_train(enter_before_conversion=True)
     report = w.assert_healthy()
@@ -337,6 +343,7 @@ def test_watch_skips_what_the_loop_does_not_show():
 # -- faults are recipes: applied on top of the user's recipe -----------------------------------
 
 
+@pytest.mark.slow
 def test_selftest_faults_apply_on_the_users_recipe():
     from lora_harness.models.sources import resolve
     from lora_harness.runs.selftest import run_selftest
