@@ -119,7 +119,8 @@ def test_compare_fails_a_gate_when_the_new_loss_is_nan(shape_report, tmp_path, c
     assert run(["compare", str(after), str(before), "--fail-on", "last_loss:5%"], capsys)[0] == 0
 
 
-def test_a_key_named_twice_adapts_its_layers_once(tmp_path, capsys):
+def test_a_key_named_twice_adapts_its_layers_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     keys = "self_attn.q_proj,self_attn.q_proj"
     code, _, err = run(["run", "-q", *SHAPE, "--keys", keys, "--json", "r.json"], capsys)
     assert code == 0, err
@@ -168,6 +169,7 @@ def test_junit_stays_well_formed_with_control_characters_anywhere(shape_report):
 
 
 def test_compare_prints_no_escape_sequence_from_a_report(shape_report, tmp_path, capsys):
+    # (nothing is written: compare prints only)
     before = write_report(tmp_path / "a.json", shape_report)
     report = json.loads(json.dumps(shape_report))
     report["checks"][0]["name"] = f"evil{ESC}"
@@ -180,7 +182,8 @@ def test_compare_prints_no_escape_sequence_from_a_report(shape_report, tmp_path,
     assert not any(c in out for c in "\x1b\x07\x9b")
 
 
-def test_error_lines_print_no_escape_sequence_from_a_path(tmp_path, capsys):
+def test_error_lines_print_no_escape_sequence_from_a_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     code, _, err = run(["report", str(tmp_path / f"x{ESC}.json"), "--junit", "j.xml"], capsys)
     assert code == 2 and "\x1b" not in err and "\\x1b" in one_error_line(err)
 
