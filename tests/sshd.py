@@ -59,8 +59,8 @@ class SshdHost:
 
     @classmethod
     def start(cls, folder: Path, authorized_keys: Path, banner: str | None = None) -> SshdHost:
-        """`banner`: a line the login shell prints on stdout around every command, as an
-        rc file's echo or a motd does (SFTP stays clean, as it must for any real host)."""
+        """`banner`: a line the login shell prints around every command (on stdout, and once
+        on stderr), as an rc file's echo or a motd does; SFTP stays clean, as it must."""
         folder.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
         public = keygen(folder / "host_key")
@@ -125,7 +125,7 @@ def _banner_shell(folder: Path, banner: str) -> Path:
         'case "$SSH_ORIGINAL_COMMAND" in\n'
         f"  internal-sftp|sftp|*sftp-server) exec {SFTP_SERVER} ;;\n"
         "esac\n"
-        f"printf '%s\\n' {shlex.quote(banner)}\n"
+        f"printf '%s\\n' {shlex.quote(banner)}; printf '%s\\n' {shlex.quote(banner)} >&2\n"
         '/bin/sh -c "$SSH_ORIGINAL_COMMAND"; s=$?\n'
         f"printf '%s\\n' {shlex.quote(banner)}\n"
         "exit $s\n"

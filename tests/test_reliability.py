@@ -323,9 +323,7 @@ def _manifested_copy(source: Path, target: Path) -> Path:
         {"sha256": {"config.json": "0" * 64}},  # model.safetensors left out
     ],
 )
-def test_a_fixture_manifest_that_is_not_a_manifest_is_rebuilt(
-    manifest, fixture_source, tmp_path
-):
+def test_a_fixture_manifest_that_is_not_a_manifest_is_rebuilt(manifest, fixture_source, tmp_path):
     from lora_harness.models import fixture
 
     folder = _manifested_copy(fixture_source.path, tmp_path / "tiny")
