@@ -70,6 +70,6 @@ def test_a_host_whose_harness_fails_after_its_report_is_an_error(
     fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
     # /proc takes no new file: the host's harness cannot write --json there.
     result = remote(cli, fleet, known, run_args=[*STRUCTURE, "--json", "/proc/r.json"])
-    assert result.returncode == 4, result.stderr
     (host,) = result.json()["hosts"]
+    assert result.returncode == 4, result.stderr
     assert host["status"] == "error" and "exited 2" in host["message"], host["message"]
