@@ -188,6 +188,24 @@ def test_error_lines_print_no_escape_sequence_from_a_path(tmp_path, capsys, monk
     assert code == 2 and "\x1b" not in err and "\\x1b" in one_error_line(err)
 
 
+def test_progress_lines_print_no_escape_sequence(tmp_path, capsys, monkeypatch):
+    """Found by the probes: "preparing <model>" and check lines echoed the model path and
+    check messages (which may quote generated text) raw."""
+    import io
+
+    from lora_harness.cli.progress import Progress
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / f"m{ESC}"
+    folder.mkdir()
+    code, _, err = run(["run", "--model", str(folder), "--suite", "structure"], capsys)
+    assert code == 2 and "\\x1b]0;pwned" in err and not any(c in err for c in "\x1b\x07\x9b")
+    stream = io.StringIO()
+    result = types.SimpleNamespace(status="fail", name="eos_spam", message=f"said {ESC}")
+    Progress(1, stream=stream).on_result(result)
+    assert "\x1b" not in stream.getvalue() and "said \\x1b" in stream.getvalue()
+
+
 # --- 3. paths checked at start ----------------------------------------------------------
 
 
@@ -256,7 +274,7 @@ def test_a_full_disk_is_one_line_and_exit_2_not_an_internal_error(
     code, _, err = run(["run", "-q", *SHAPE, "--out", str(small_disk / "out")], capsys)
     assert code == 2, err
     line = one_error_line(err)
-    assert "No space left on device" in line and "internal error" not in line
+    assert "(No space left on device)" in line and "internal error" not in line
     assert not list(small_disk.glob("out/*/report.json"))  # no verdict without its files
 
 

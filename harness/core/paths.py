@@ -136,4 +136,4 @@ def describe(error: OSError) -> str:
         errno.ENOSPC: "free some space and run again",
         errno.EDQUOT: "free some space (disk quota) and run again",
     }.get(error.errno, "pass a path this user can write")
-    return f"could not write{where}: {error.strerror or error}; {remedy}"
+    return f"could not write{where or ' its output'} ({error.strerror or error}); {remedy}"
