@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.terminal import printable
 from lora_harness.reports import bench_figures
 
 # metric -> (where it lives in a report, which direction is better)
@@ -18,12 +19,18 @@ METRICS = {
 }
 
 
+# How json_report.json_safe writes a non-finite number: a NaN loss is a value, not a gap.
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
 def _get(report: dict, path: tuple[str, ...]):
     value = report
     for key in path:
         if not isinstance(value, dict):
             return None
         value = value.get(key)
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -55,7 +62,11 @@ def parse_fail_on(items: list[str]) -> dict[str, float]:
 def _metric_delta(name: str, before, after, gates: dict) -> dict:
     _, better = METRICS[name]
     entry = {"name": name, "before": before, "after": after, "better": better}
-    if before is None or after is None:
+    if before is not None and (after is None or not math.isfinite(after)):
+        # The new run lost the metric (NaN, inf, or gone): never a pass for a gate on it.
+        broken = {"delta": None, "delta_pct": None, "worse_pct": None, "broken": True}
+        return {**entry, **broken, "regression": name in gates}
+    if before is None or after is None or not math.isfinite(before):
         return {**entry, "delta": None, "delta_pct": None, "regression": False}
     delta = after - before
     pct = (delta / abs(before) * 100) if before else None
@@ -116,16 +127,23 @@ def describe(result: dict) -> str:
     for name, host in result.get("hosts", {}).items():
         for m in host["metrics"]:
             if m["regression"]:
-                lines.append(
-                    f"  {name}: {m['name']}: {m['before']:.4g} -> {m['after']:.4g}  REGRESSION"
-                )
+                after = _shown(m["after"])
+                lines.append(f"  {name}: {m['name']}: {m['before']:.4g} -> {after}  REGRESSION")
     for m in result["metrics"]:
+        if m.get("broken"):
+            flag = "  REGRESSION" if m["regression"] else ""
+            lines.append(f"  {m['name']}: {m['before']:.4g} -> {_shown(m['after'])}{flag}")
         if m["delta"] is None:
             continue
         pct = f" ({m['delta_pct']:+.1f}%)" if m["delta_pct"] is not None else ""
         flag = "  REGRESSION" if m["regression"] else ""
         lines.append(f"  {m['name']}: {m['before']:.4g} -> {m['after']:.4g}{pct}{flag}")
-    return "\n".join(lines)
+    # Names, ids and settings come from the reports: no ESC sequence reaches the terminal.
+    return "\n".join(printable(line) for line in lines)
+
+
+def _shown(value) -> str:
+    return "missing" if value is None else f"{value:.4g}"
 
 
 def compare_fleets(before: dict, after: dict, gates: dict[str, float] | None = None) -> dict:

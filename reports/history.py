@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
-from lora_harness.core.errors import InputError
+from lora_harness.core.terminal import printable
+from lora_harness.reports.json_report import json_safe
 
 
 def machine_id() -> str:
@@ -67,21 +70,77 @@ def history_file(folder: Path, environment: dict) -> Path:
 
 
 def append(folder: Path, report: dict) -> Path:
+    """Add this run's line; a line left unfinished before (a full disk, a kill) stays alone."""
     path = history_file(folder, report["environment"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as stream:  # appends of one short line are atomic enough here
-        stream.write(json.dumps(summary_of(report), sort_keys=True) + "\n")
+    line = json.dumps(json_safe(summary_of(report)), sort_keys=True, allow_nan=False) + "\n"
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line
+        os.write(fd, line.encode())  # one write of one short line: whole, or cut at the end
+    finally:
+        os.close(fd)
     return path
 
 
+# A line of the history is data from disk: these fields must be what summary_of writes.
+TEXT_FIELDS = ("run_id", "finished_at", "verdict", "model", "git_sha")
+NUMBER_FIELDS = ("tokens_per_second", "peak_memory_gb", "last_loss", "voice_score")
+PLAUSIBLE = 1e12  # beyond any loss, score, GB or tokens/s: a corrupted number
+
+
 def load(folder: Path, environment: dict, last: int = 20) -> list[dict]:
+    """The machine's last runs; a line that is not a run summary is skipped with a warning,
+    never fatal (a kill or a full disk mid-append leaves half a line)."""
     path = history_file(folder, environment)
-    if not path.exists():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        _warn(f"history {path} cannot be read ({error.strerror}); no trends this time")
         return []
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise InputError(f"{path}:{number} is not valid JSON; remove the broken line")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        entry, problem = _entry(line)
+        if problem:
+            _warn(f"{path}:{number} skipped ({problem}); later runs keep appending")
+        else:
+            entries.append(entry)
     return entries[-last:]
+
+
+def _entry(line: str) -> tuple[dict | None, str | None]:
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None, "not valid JSON: a truncated or corrupted line"
+    if not isinstance(entry, dict):
+        return None, "not a JSON object"
+    for key in TEXT_FIELDS:
+        if not isinstance(entry.get(key, ""), (str, type(None))):
+            return None, f"{key} is not text"
+    for key in NUMBER_FIELDS:
+        value = entry.get(key)
+        if value in ("nan", "inf", "-inf"):  # a NaN loss, as json_safe wrote it
+            entry[key] = None
+        elif value is not None and not _plausible(value):
+            return None, f"{key} is not a plausible number"
+    return entry, None
+
+
+def _plausible(value) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) < PLAUSIBLE
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"lora-harness: warning: {printable(message)}", file=sys.stderr)

@@ -94,6 +94,9 @@ def _read_json(path: Path):
         raise InputError(f"{path} is a folder; pass its report.json")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InputError(f"{path} is not valid JSON; {MAKE_ONE}")
+    except (ValueError, OSError) as error:  # a NUL in the name, a FIFO's EINVAL, EACCES...
+        reason = getattr(error, "strerror", None) or str(error)
+        raise InputError(f"{path} cannot be read ({reason}); {MAKE_ONE}")
 
 
 def _kind_name(kind) -> str:

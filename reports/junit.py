@@ -7,7 +7,25 @@ the remedy, skipped checks their reason, crashed checks are <error>.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
+
+# Characters XML 1.0 cannot hold, even escaped: one in a model path, a hostname or a message
+# would make the whole file unreadable, and CI would lose every host's results with it.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value) -> str:
+    """`value` as text XML 1.0 can hold: each forbidden character shown as an escape."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+def _clean(root: ET.Element) -> None:
+    for element in root.iter():
+        element.text = None if element.text is None else xml_text(element.text)
+        element.tail = None if element.tail is None else xml_text(element.tail)
+        for key, value in element.attrib.items():
+            element.set(key, xml_text(value))
 
 
 def _testcase(suite: ET.Element, check: dict, classname: str) -> None:
@@ -70,5 +88,6 @@ def render(reports: list[dict]) -> str:
     root.set("tests", str(sum(len(r["checks"]) for r in reports)))
     root.set("failures", str(sum(c["status"] == "fail" for r in reports for c in r["checks"])))
     root.set("errors", str(sum(c["status"] == "error" for r in reports for c in r["checks"])))
+    _clean(root)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

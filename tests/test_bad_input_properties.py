@@ -11,7 +11,7 @@ import math
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lora_harness.cli import main
@@ -197,6 +197,8 @@ def test_any_text_for_any_flag_never_crashes(flag, value, tmp_path_factory, caps
 
 @PROPERTY
 @given(argv=st.lists(st.sampled_from(FLAGS) | st.text(max_size=8), max_size=5))
+@example(argv=["\x00", ""])  # found in a fresh clone: compare read a path with a NUL (#26)
+@example(argv=["\udcff"])  # a byte that is not UTF-8, as the shell passes it
 def test_any_argv_for_any_command_never_crashes(argv, capsys):
     for command in (["report"], ["compare"], ["doctor"]):
         capsys.readouterr()

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 
+from lora_harness.core import paths
 from lora_harness.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -20,6 +21,7 @@ from lora_harness.core.errors import (
     EXIT_OK,
     InputError,
 )
+from lora_harness.core.terminal import printable
 from lora_harness.core.version import __version__
 
 DESCRIPTION = """\
@@ -89,8 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        paths.check_argv(argv)
         args = parser.parse_args(argv)
+    except InputError as error:
+        print(f"lora-harness: error: {_one_line(error)}", file=sys.stderr)
+        return error.exit_code
     except SystemExit as done:  # --help (0) or a usage error (2), already printed
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     if not getattr(args, "handler", None):
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     previous = _on_sigterm(_terminate)
     try:
+        # Before any model loads: a path that cannot be written fails now, not after training.
+        paths.check_outputs(vars(args), args.command)
         return args.handler(args)
     except InputError as error:
         print(f"lora-harness: error: {_one_line(error)}", file=sys.stderr)
@@ -112,10 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as error:  # the last line of defence: one line, not a traceback
+        if isinstance(error, OSError) and error.errno in paths.ENVIRONMENT_ERRNOS:
+            # A full disk or a folder made read-only mid-run: the machine, not the harness.
+            print(f"lora-harness: error: {_one_line(paths.describe(error))}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if args.debug or os.environ.get("LORA_HARNESS_DEBUG"):
             raise
         print(
-            f"lora-harness: internal error: {error.__class__.__name__}: {error} "
+            f"lora-harness: internal error: {error.__class__.__name__}: {_one_line(error)} "
             "(rerun with --debug for the traceback and report it)",
             file=sys.stderr,
         )
@@ -133,7 +146,7 @@ def _on_sigterm(handler):
 
 
 def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
+    return printable(" ".join(str(error).split()))
 
 
 if __name__ == "__main__":

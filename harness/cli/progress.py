@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from lora_harness.core.terminal import printable
+
 SYMBOLS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skip": "skip"}
 
 
@@ -49,12 +51,14 @@ class Progress:
             return
         if self._bar is not None and not self._bar.disable:
             self._bar.close()
-        self.stream.write(f"  {SYMBOLS[result.status]:<5} {result.name:<36} {result.message}\n")
+        # A message may quote generated text or a path: no raw control character reaches the tty.
+        line = f"  {SYMBOLS[result.status]:<5} {result.name:<36} {printable(result.message)}"
+        self.stream.write(line + "\n")
         self.stream.flush()
 
     def note(self, text: str) -> None:
         if self.enabled:
-            self.stream.write(text + "\n")
+            self.stream.write(printable(text) + "\n")
             self.stream.flush()
 
 

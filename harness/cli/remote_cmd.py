@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lora_harness.core.errors import EXIT_HOST_FAILED, EXIT_OK
 from lora_harness.core.files import write_atomic
+from lora_harness.core.terminal import printable
 from lora_harness.core.validation import Rule
 from lora_harness.remote import collect, controller, detached, ring
 from lora_harness.remote.connection import HostFailure
@@ -239,7 +240,7 @@ def _infrastructure(action):
         try:
             return action(args)
         except HostFailure as failure:
-            print(f"lora-harness: {failure.status}: {failure}", file=sys.stderr)
+            print(f"lora-harness: {failure.status}: {printable(failure)}", file=sys.stderr)
             return getattr(failure, "exit_code", EXIT_HOST_FAILED)
 
     return wrapped
@@ -314,9 +315,12 @@ def handle_fetch(args) -> int:
         note = f" ({got['skipped_count']} item(s) skipped)" if got["skipped_count"] else ""
         print(f"[{host.name}] fetched into {target}; {state.describe()}{note}")
         for skipped in got["skipped"]:
-            print(f"[{host.name}]   skipped {skipped}", file=sys.stderr)
+            print(f"[{host.name}]   skipped {printable(skipped)}", file=sys.stderr)
         if got["incomplete"]:
-            print(f"[{host.name}]   collect incomplete: {got['incomplete']}", file=sys.stderr)
+            print(
+                f"[{host.name}]   collect incomplete: {printable(got['incomplete'])}",
+                file=sys.stderr,
+            )
         state.report(host)
         codes.append(state.code() or (EXIT_HOST_FAILED if got["incomplete"] else EXIT_OK))
     return max(codes)
@@ -339,7 +343,7 @@ def _print_summary(outcome: controller.Outcome, args, label: str) -> int:
         sys.stdout.write(text)
     else:
         for r in outcome.results:
-            print(f"  {r.status.upper():<17} {r.name:<20} {r.message}", file=sys.stderr)
+            print(f"  {r.status.upper():<17} {r.name:<20} {printable(r.message)}", file=sys.stderr)
         print(f"{label}: {outcome.path}", file=sys.stderr)
         if args.json:
             write_atomic(Path(args.json), text)

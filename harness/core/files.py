@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,29 @@ def write_atomic(path: Path, text: str) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def folder_mode() -> int:
+    """The mode `mkdir` gives a new folder under the current umask (mkdtemp makes 0700)."""
+    return 0o777 & ~_umask()
+
+
+def copy_tree_atomic(source: Path, target: Path) -> Path:
+    """Copy the files of `source` into a new folder `target`: staged beside it and renamed,
+    so a full disk or a kill never leaves a truncated file under its final name."""
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for item in sorted(source.iterdir()):
+            if item.is_file() and not item.is_symlink():
+                shutil.copyfile(item, staging / item.name)  # contents only: modes from umask
+                os.chmod(staging / item.name, 0o666 & ~_umask())
+        os.chmod(staging, folder_mode())
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _umask() -> int:

@@ -13,6 +13,7 @@ import mlx.core as mx
 from mlx.utils import tree_unflatten
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.files import folder_mode
 from lora_harness.core.validation import Rule, check, read_text
 
 
@@ -44,15 +45,17 @@ def save_adapter(
     }
     tensors = adapter_weights(model) if weights is None else weights
     if folder.exists():  # e.g. train's folder with metrics and checkpoints: replace file by file
-        _replace(folder / "adapters.safetensors", lambda p: mx.save_safetensors(str(p), tensors))
-        _replace(folder / "adapter_config.json", lambda p: p.write_text(_config_text(config)))
+        replace_file(
+            folder / "adapters.safetensors", lambda p: mx.save_safetensors(str(p), tensors)
+        )
+        replace_file(folder / "adapter_config.json", lambda p: p.write_text(_config_text(config)))
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         mx.save_safetensors(str(staging / "adapters.safetensors"), tensors)
         (staging / "adapter_config.json").write_text(_config_text(config))
-        staging.chmod(0o755)
+        staging.chmod(folder_mode())  # mkdtemp made it 0700; the rest follows the umask
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -63,7 +66,7 @@ def _config_text(config: dict) -> str:
     return json.dumps(config, indent=4, sort_keys=True)
 
 
-def _replace(path: Path, write) -> None:
+def replace_file(path: Path, write) -> None:
     """Write through a temporary name in the same folder, then rename over `path`."""
     temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:

@@ -111,9 +111,17 @@ def coerce_field(name: str, value):
             raise InputError(f"{name.replace('_', '-')} must be a number, got {value!r}")
     if name == "keys" and value is not None and not isinstance(value, list):
         raise InputError(f"keys must be a list of block-relative names, got {value!r}")
+    if name == "keys" and value is not None:
+        return _unique(value)
     return value
 
 
 def parse_keys(text: str) -> list[str]:
     """`self_attn.q_proj, self_attn.v_proj` -> ['self_attn.q_proj', 'self_attn.v_proj']."""
-    return [key.strip() for key in text.split(",") if key.strip()]
+    return _unique(key.strip() for key in text.split(",") if key.strip())
+
+
+def _unique(keys) -> list:
+    """Each key once, in the order given: a key named twice adapts its layers once, so
+    counting it twice would expect twice the adapters mlx-lm makes."""
+    return list(dict.fromkeys(keys))

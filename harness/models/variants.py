@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lora_harness.core.errors import InputError
 from lora_harness.core.files import build_once
+from lora_harness.models.fixture import discard_if_untrusted, write_manifest
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MODES = ("mxfp4", "nvfp4", "mxfp8")  # mlx_lm.convert --q-mode besides affine
@@ -77,6 +78,7 @@ def variant_path(name: str, base_folder: Path) -> Path:
     if variant is None:
         raise InputError(f"unknown fixture {name!r}; use fixture:{FORMS}, e.g. fixture:tiny-q4")
     folder = base_folder.parent / f"{base_folder.name}-{name[len(variant.base) + 1 :]}"
+    discard_if_untrusted(folder, f"fixture:{name}")  # flipped weight bytes are never used
     build_once(folder, lambda: _convert_atomically(variant, base_folder, folder))
     return folder
 
@@ -89,6 +91,7 @@ def _convert_atomically(variant: Variant, source: Path, folder: Path) -> None:
         # mlx_lm.convert prints progress on stdout, which may be carrying a JSON report.
         with contextlib.redirect_stdout(io.StringIO()):
             convert(str(source), str(staging / "model"), **variant.convert_arguments())
+        write_manifest(staging / "model")  # last: a folder without it is never trusted
         (staging / "model").chmod(0o755)
         try:
             (staging / "model").rename(folder)

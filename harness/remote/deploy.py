@@ -105,7 +105,10 @@ def _sha256(path: Path) -> str:
 
 def remote_home(client, phase: Phase | None = None) -> str:
     phase = phase or Phase("connect", 30)
-    return phase.run(client, "echo $HOME").stdout_tail.strip()
+    home = phase.run(client, "printf '%s\\n' \"$HOME\"", parse=True).stdout_tail.strip()
+    if not home.startswith("/") or "\n" in home:
+        raise HostFailure("error", f"the host's $HOME is not an absolute path: {home[:80]!r}")
+    return home
 
 
 _PROBE = "import sys,venv;print('%d.%d' % sys.version_info[:2])"
@@ -123,7 +126,7 @@ _HASHES = (
 
 def check_python(client, python: str, phase: Phase) -> None:
     """The interpreter the venv is made from exists and can make venvs."""
-    done = phase.run(client, f"{shell.quote([python, '-c', _PROBE])} 2>&1")
+    done = phase.run(client, f"{shell.quote([python, '-c', _PROBE])} 2>&1", parse=True)
     if done.exit_status == 127 or "not found" in done.stdout_tail.lower():
         raise HostFailure(
             "error",
@@ -138,7 +141,7 @@ def check_python(client, python: str, phase: Phase) -> None:
 def _remote_hashes(client, python: str, paths: list[str], phase: Phase) -> dict:
     if not paths:
         return {}
-    done = phase.run(client, shell.quote([python, "-c", _HASHES, *paths]))
+    done = phase.run(client, shell.quote([python, "-c", _HASHES, *paths]), parse=True)
     try:
         return json.loads(done.stdout_tail) if done.exit_status == 0 else {}
     except ValueError:
@@ -280,7 +283,7 @@ def _locked(python: str, lock: str, seconds: float, script: str) -> str:
 
 
 def _must(client, command: str, what: str, phase: Phase):
-    result = phase.run(client, command)
+    result = phase.run(client, command, parse=True)
     if result.exit_status != 0:
         last = (result.stderr_tail.strip().splitlines() or ["no output"])[-1]
         if result.exit_status == 124:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lora_harness.core.terminal import printable
 from lora_harness.remote import collect, deploy, shell
 from lora_harness.remote.connection import HostFailure, connect
 from lora_harness.remote.host_run import ENV_LAUNCHER, RemoteOptions, send_env
@@ -59,7 +60,7 @@ class RunState:
             return
         print(f"[{host.name}] {self.describe()}; last log lines:", file=out, flush=True)
         for line in self.log_tail or ["(empty log)"]:
-            print(f"[{host.name}]   {line}", file=out, flush=True)
+            print(f"[{host.name}]   {printable(line)}", file=out, flush=True)
 
 
 def _connect(host: Host, options: RemoteOptions):
@@ -150,7 +151,7 @@ def state_of(client, sftp, run_dir: str) -> RunState:
         f"test -e adapters/adapters.safetensors && echo adapter; "
         f"echo ---; tail -n 15 {LOG_FILE} 2>/dev/null"
     )
-    done = shell.run(client, script, timeout=30)
+    done = shell.run(client, script, timeout=30, parse=True)
     if done.exit_status == 3:
         raise HostFailure("error", f"no run folder {run_dir} on the host; check the run id")
     head, _, tail = done.stdout_tail.partition("---\n")

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lora_harness.core.terminal import printable
 from lora_harness.remote import collect, deploy, ring, shell
 from lora_harness.remote.connection import HostFailure, KeepaliveMonitor, connect
 from lora_harness.remote.inventory import Host, expand_home
@@ -185,7 +186,11 @@ def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive, 
     script = f"{prepare}exec {shell.quote(launch)}"
     redact = options.redactor.text
     echo = (
-        (lambda line: print(f"[{host.name}] {redact(line)}", file=sys.stderr, flush=True))
+        (
+            lambda line: print(
+                f"[{host.name}] {printable(redact(line))}", file=sys.stderr, flush=True
+            )
+        )
         if options.echo
         else None
     )
@@ -284,6 +289,15 @@ def _judge(result: HostResult, completed, report, connection_dead: bool, redacto
         return
     result.status = {"pass": "passed", "fail": "failed"}.get(verdict, "error")
     result.message = f"verdict {verdict}"
+    expected = {"pass": 0, "fail": 1}.get(verdict)
+    if completed.exit_status != expected:
+        # The report is only half the truth: a harness that wrote it and then failed (a
+        # --json path it could not write, a crash while saving a baseline) did not pass.
+        tail = completed.stderr_tail.strip().splitlines()[-1:] or [""]
+        result.status = "error"
+        result.message = (
+            f"verdict {verdict}, but the harness exited {completed.exit_status}: {tail[0]}"
+        ).rstrip(": ")
     if result.collect.get("incomplete") or result.collect.get("skipped_count"):
         result.message += (
             f"; collect skipped {result.collect.get('skipped_count', 0)} item(s)"

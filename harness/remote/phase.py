@@ -25,11 +25,17 @@ class Phase:
             raise HostFailure("timeout", f"{self.name} passed its {self.seconds:g} s deadline")
         return left
 
-    def run(self, client, command: str, limit: float | None = None) -> shell.Completed:
+    def run(
+        self, client, command: str, limit: float | None = None, parse: bool = False
+    ) -> shell.Completed:
         """Run a command within what is left of the phase (and `limit`, if shorter)."""
         left = self.remaining()
         result = shell.run(
-            client, command, timeout=min(left, limit or left), is_dead=self.cancel.is_set
+            client,
+            command,
+            timeout=min(left, limit or left),
+            is_dead=self.cancel.is_set,
+            parse=parse,
         )
         if result.exit_status is None:
             self.remaining()  # raises timeout / interrupted when that is why it stopped

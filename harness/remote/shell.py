@@ -27,6 +27,26 @@ def quote(parts: list[str]) -> str:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
+# A login shell may print a banner (an rc file's echo, a motd) on stdout before and after
+# the command: whatever is parsed from stdout is read between these two lines only.
+MARK = "__lora_harness_output_7c1f__"
+
+
+def marked(command: str) -> str:
+    """`command` with its stdout framed by MARK lines, its exit status kept."""
+    return f"printf '%s\\n' {MARK}; {{ {command}\n}}; s=$?; printf '%s\\n' {MARK}; exit $s"
+
+
+def between_marks(text: str) -> str:
+    """The command's own stdout from a marked() run: nothing a banner printed around it."""
+    start = text.find(MARK + "\n")
+    if start < 0:
+        return text
+    body = text[start + len(MARK) + 1 :]
+    end = body.rfind(MARK + "\n")
+    return body if end < 0 else body[:end]
+
+
 def run(
     client,
     command: str,
@@ -34,9 +54,11 @@ def run(
     on_line: Callable[[str], None] | None = None,
     tail_bytes: int = 64 * 1024,
     is_dead: Callable[[], bool] = lambda: False,
+    parse: bool = False,
 ) -> Completed:
+    """Run `command`; with `parse`, stdout_tail is the command's own output, no banner."""
     channel = client.get_transport().open_session()
-    channel.exec_command(command)
+    channel.exec_command(marked(command) if parse else command)
     deadline = None if timeout is None else time.monotonic() + timeout
     tails = {"out": deque(), "err": deque()}
     sizes = {"out": 0, "err": 0}
@@ -72,7 +94,10 @@ def run(
             time.sleep(0.02)
     status = channel.recv_exit_status()
     channel.close()
-    return _completed(status, tails, total)
+    done = _completed(status, tails, total)
+    if parse:
+        done.stdout_tail = between_marks(done.stdout_tail)
+    return done
 
 
 def _keep_tail(tail: deque, sizes: dict, stream: str, chunk: bytes, limit: int) -> None:

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
-from lora_harness.core.files import write_atomic
+from lora_harness.core.files import exclusive_lock, write_atomic
 
 FORMAT_VERSION = 1
 
@@ -47,7 +47,30 @@ def read(path: Path) -> dict:
         raise InputError(
             f"baseline file {path} is not a version-{FORMAT_VERSION} lora-harness baseline file"
         )
+    for key, entry in document["baselines"].items():
+        if problem := _entry_problem(entry):
+            raise InputError(
+                f"baseline file {path}: the entry {str(key)[:60]!r} {problem}; fix or delete it"
+            )
     return document
+
+
+def _entry_problem(entry) -> str | None:
+    """What makes a stored entry unusable as a bar, or None: checked before any run uses it."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    if not _finite_number(entry.get("voice_score")):
+        return f"has voice_score {entry.get('voice_score')!r}, not a finite number"
+    spread = entry.get("voice_score_spread", 0.0)
+    if not _finite_number(spread) or spread < 0:
+        return f"has voice_score_spread {spread!r}, not a finite number >= 0"
+    if not isinstance(entry.get("metrics", {}), dict):
+        return "has metrics that are not an object"
+    return None
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def lookup(path: Path, key: str) -> dict | None:
@@ -58,9 +81,12 @@ def save(path: Path, key: str, entry: dict) -> None:
     """Store `entry` under `key`; refuses NaN/inf anywhere (JSON has none; a NaN bar fails all)."""
     if bad := _non_finite(entry):
         raise InputError(f"--save-baseline: not saved, {bad} is not finite; fix the run first")
-    document = read(path)
-    document["baselines"][key] = entry
-    write_atomic(Path(path), json.dumps(document, indent=2, sort_keys=True) + "\n")
+    path = Path(path)
+    # Read, merge and write under one lock: two runs saving at once both keep their entry.
+    with exclusive_lock(path.with_name(f".{path.name}.lock")):
+        document = read(path)
+        document["baselines"][key] = entry
+        write_atomic(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def _non_finite(value, where: str = "the baseline") -> str | None:

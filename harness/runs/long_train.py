@@ -13,7 +13,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from lora_harness.lora import trainer
-from lora_harness.lora.adapters import adapter_weights, save_adapter
+from lora_harness.lora.adapters import adapter_weights, replace_file, save_adapter
 from lora_harness.models.sources import resolve
 from lora_harness.runs.run import Settings
 from lora_harness.text import data
@@ -48,8 +48,10 @@ def train_to_folder(settings: Settings, folder: Path, save_every: int, on_step=N
             metrics_file.flush()
             if save_every and metrics["iteration"] % save_every == 0:
                 weights = adapter_weights(model)
-                mx.save_safetensors(
-                    str(folder / f"{metrics['iteration']:07d}_adapters.safetensors"), weights
+                # Via a temporary name: a kill or a full disk never leaves half a checkpoint.
+                replace_file(
+                    folder / f"{metrics['iteration']:07d}_adapters.safetensors",
+                    lambda path: mx.save_safetensors(str(path), weights),
                 )
             if on_step:
                 on_step(metrics)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
-from lora_harness.core.files import write_atomic
+from lora_harness.core.files import copy_tree_atomic, write_atomic
 from lora_harness.lora import expectations
 from lora_harness.lora.adapters import fuse_with_mlx_lm
 from lora_harness.lora.lora_config import LoRAConfig
@@ -242,13 +242,11 @@ def write_run_folder(
 
     With write_report=False only the adapter is saved: the caller writes report.json last.
     """
-    import shutil
-
     from lora_harness.lora.adapters import save_adapter
 
     folder = Path(out_dir) / report["run"]["id"]
     if ctx.adapter.written:  # already written once for the adapter checks
-        adapter = Path(shutil.copytree(ctx.adapter.folder, folder / "adapters"))
+        adapter = copy_tree_atomic(ctx.adapter.folder, folder / "adapters")
         report["artifacts"]["adapter_path"] = str(adapter)
     elif ctx.trained:
         adapter = save_adapter(ctx.model.lora_model, ctx.lora, folder / "adapters")

@@ -85,8 +85,9 @@ def check_contents(values: dict, spell: Spell = cli_flag) -> None:
             data.read_texts(values[dest], spell(dest))
     if values.get("voice_scorer") is not None:
         voice.load_scorer(values["voice_scorer"])
-    if values.get("baseline") is not None and Path(values["baseline"]).expanduser().is_file():
-        baselines.read(Path(values["baseline"]).expanduser())
+    for dest in ("baseline", "save_baseline"):  # a bad stored bar fails now, not after training
+        if values.get(dest) is not None and Path(values[dest]).expanduser().is_file():
+            baselines.read(Path(values[dest]).expanduser())
 
 
 def check_path(name: str, value, kind: str, values: dict, spell: Spell) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -57,14 +58,17 @@ class SshdHost:
     process: subprocess.Popen | None = None
 
     @classmethod
-    def start(cls, folder: Path, authorized_keys: Path) -> SshdHost:
+    def start(cls, folder: Path, authorized_keys: Path, banner: str | None = None) -> SshdHost:
+        """`banner`: a line the login shell prints around every command (on stdout, and once
+        on stderr), as an rc file's echo or a motd does; SFTP stays clean, as it must."""
         folder.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
         public = keygen(folder / "host_key")
         port = free_port()
-        (folder / "sshd_config").write_text(
-            CONFIG.format(port=port, folder=folder, authorized=authorized_keys)
-        )
+        config = CONFIG.format(port=port, folder=folder, authorized=authorized_keys)
+        if banner is not None:
+            config += f"ForceCommand {_banner_shell(folder, banner)}\n"
+        (folder / "sshd_config").write_text(config)
         host = cls(folder, port, public)
         host.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
@@ -105,6 +109,29 @@ class SshdHost:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=10)
+
+
+SFTP_SERVER = next(
+    (p for p in ("/usr/lib/openssh/sftp-server", "/usr/lib/sftp-server") if os.path.exists(p)),
+    "/usr/lib/openssh/sftp-server",
+)
+
+
+def _banner_shell(folder: Path, banner: str) -> Path:
+    """A forced command that prints `banner` before and after the client's command."""
+    script = folder / "banner-shell"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$SSH_ORIGINAL_COMMAND" in\n'
+        f"  internal-sftp|sftp|*sftp-server) exec {SFTP_SERVER} ;;\n"
+        "esac\n"
+        f"printf '%s\\n' {shlex.quote(banner)}; printf '%s\\n' {shlex.quote(banner)} >&2\n"
+        '/bin/sh -c "$SSH_ORIGINAL_COMMAND"; s=$?\n'
+        f"printf '%s\\n' {shlex.quote(banner)}\n"
+        "exit $s\n"
+    )
+    script.chmod(0o755)
+    return script
 
 
 def descendants(root: int) -> list[int]:
