@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the sshd fixtures are shared with test_remote and used as parameters)
 """The remote runner tells the truth against a real sshd (#26): a login shell that prints a
 banner (with escape sequences) around every command, and a host harness that exits non-zero
 after writing its report."""
@@ -9,21 +8,13 @@ import json
 
 import pytest
 
-from tests import sshd
-from tests.test_remote import (  # noqa: F401  (fixtures)
-    STRUCTURE,
-    connection_args,
-    ensure_host_venv,
-    hosts,
-    keys,
-    remote,
-    work_dir,
-    write_fleet,
-)
+from tests.support import sshd
+from tests.support.remote import STRUCTURE, connection_args, ensure_host_venv, remote, write_fleet
 
 needs_sshd = pytest.mark.skipif(
     not sshd.available(), reason="needs OpenSSH sshd and root (.ci/run installs it)"
 )
+pytestmark = [pytest.mark.remote, pytest.mark.wheel]
 BANNER = 'Welcome to studio \x1b]0;pwned\x07\x1b[2J -- last login $(date) {"a": 1}'
 
 
