@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import jsonschema
 import pytest
 
 from lora_harness.lora.faults import FAULTS
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT
+from lora_harness.reports import json_report
 from lora_harness.runs import suites
 from lora_harness.runs.context import RunContext
 from lora_harness.runs.run import recipe_for
@@ -56,6 +58,7 @@ def test_console_and_report_list_the_users_steps_and_the_filled_ones(cli):
     spec = "tests.recipe_specs:AsClass"  # supplies unfreeze only
     result = cli("run", "--recipe", spec, "--check", "trainable_keys_exact", "--json", "-")
     assert result.returncode == 0, result.stderr
+    jsonschema.validate(result.json(), json_report.schema())
     filled = [s for s in CORRECT.provenance()["correct_steps"] if s != "unfreeze"]
     assert result.json()["run"]["recipe"] == {
         "name": spec,
