@@ -70,3 +70,10 @@ class SeedManager:
 SEED_MANAGER = SeedManager()
 SEED_MANAGER_UNFREEZE_BUG = SeedManager("unfreeze_without_keys")  # the bug is in apply_lora
 ONLY_FUSE = {"fuse": lambda model: None}  # not a training step either
+
+
+def _tokenize_raising(rows, tokenizer):
+    raise KeyError("text")
+
+
+TOKENIZE_RAISES = {"unfreeze": _unfreeze, "tokenize": _tokenize_raising}

@@ -72,6 +72,24 @@ def test_console_and_report_list_the_users_steps_and_the_filled_ones(cli):
     )
 
 
+def test_a_dpo_recipe_may_supply_only_its_preference_loss():
+    from lora_harness.core.errors import InputError
+    from lora_harness.lora import user_recipe
+
+    steps = {"preference_loss": CORRECT.preference_loss}
+    recipe = user_recipe.from_object(steps, "dpo_only", trainer="dpo")
+    assert recipe.provenance()["user_steps"] == ["preference_loss"]
+    with pytest.raises(InputError, match="nothing of your training would be judged"):
+        user_recipe.from_object(steps, "dpo_only", trainer="sft")
+
+
+def test_a_users_tokenize_step_that_raises_is_exit_2_naming_it(cli):
+    result = cli("run", "--recipe", "tests.recipe_specs:TOKENIZE_RAISES")
+    assert result.returncode == 2, result.stderr
+    assert "its tokenize step raised KeyError: 'text'" in result.stderr
+    assert "internal error" not in result.stderr
+
+
 def test_fuse_dequantize_takes_the_fuse_step_from_the_user():
     recipe = recipe_for({"recipe": "tests.recipe_specs:AS_DICT", "fuse_dequantize": True})
     assert recipe.provenance()["user_steps"] == ["unfreeze"]

@@ -80,9 +80,11 @@ STEPS: tuple[str, ...] = tuple(
 )
 # The steps a training run goes through: a recipe with none of them is not the user's training.
 TRAINING_STEPS = ("freeze", "convert", "unfreeze", "init_optimizer", "value_and_grad", "loss")
+# Under --trainer dpo the loss the run trains with is the preference loss.
+DPO_TRAINING_STEPS = TRAINING_STEPS + ("preference_loss",)
 
 
-def load(spec: str) -> Recipe:
+def load(spec: str, trainer: str = "sft") -> Recipe:
     """`module:object` -> the correct recipe with the object's steps swapped in."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
@@ -104,10 +106,10 @@ def load(spec: str) -> Recipe:
         if not hasattr(obj, part):
             raise InputError(f"--recipe {spec}: {module_name} has no attribute {attribute!r}")
         obj = getattr(obj, part)
-    return from_object(obj, spec)
+    return from_object(obj, spec, trainer)
 
 
-def from_object(obj, name: str) -> Recipe:
+def from_object(obj, name: str, trainer: str = "sft") -> Recipe:
     """The correct recipe with the steps `obj` supplies; raises InputError naming a bad step."""
     if isinstance(obj, Recipe):
         steps = {s: getattr(obj, s) for s in STEPS if getattr(obj, s) is not getattr(CORRECT, s)}
@@ -115,14 +117,15 @@ def from_object(obj, name: str) -> Recipe:
         if isinstance(obj, type):
             obj = _instantiate(obj, name)
         steps = _steps_of(obj, name)
-    if not any(step in steps for step in TRAINING_STEPS):
-        raise InputError(_judges_nothing(name, obj, steps))
+    training = DPO_TRAINING_STEPS if trainer == "dpo" else TRAINING_STEPS
+    if not any(step in steps for step in training):
+        raise InputError(_judges_nothing(name, obj, steps, training))
     for step, fn in steps.items():
         _validate(name, step, fn)
     return dataclasses.replace(CORRECT, name=name, user_steps=tuple(steps), **steps)
 
 
-def _judges_nothing(spec: str, obj, steps: dict) -> str:
+def _judges_nothing(spec: str, obj, steps: dict, training: tuple[str, ...]) -> str:
     """The one line for a recipe whose training would be the correct recipe's, not the user's."""
     own = f"it supplies only {', '.join(steps)}" if steps else "it supplies no step"
     names = _look_like_steps(obj)
@@ -132,7 +135,7 @@ def _judges_nothing(spec: str, obj, steps: dict) -> str:
         else ""
     )
     return (
-        f"--recipe {spec} supplies none of the training steps ({', '.join(TRAINING_STEPS)}), so "
+        f"--recipe {spec} supplies none of the training steps ({', '.join(training)}), so "
         f"nothing of your training would be judged ({own}){has} (see lora_harness.lora.user_recipe)"
     )
 

@@ -13,6 +13,7 @@ from mlx.utils import tree_flatten
 
 from lora_harness.core import numerics
 from lora_harness.core.checking import PartFailed
+from lora_harness.core.errors import InputError
 from lora_harness.lora import dpo, expectations, trainer
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora.lora_config import LoRAConfig
@@ -65,9 +66,20 @@ class ModelPart:
     @cached_property
     def training_dataset(self):
         """The rows tokenised by the recipe (mlx-lm's dataset classes when correct)."""
-        if self.lora.mask_prompt:  # only then: a recipe's tokenize may not take the flag
-            return self.recipe.tokenize(self.training_rows, self.tokenizer, mask_prompt=True)
-        return self.recipe.tokenize(self.training_rows, self.tokenizer)
+        try:
+            if self.lora.mask_prompt:  # only then: a recipe's tokenize may not take the flag
+                return self.recipe.tokenize(self.training_rows, self.tokenizer, mask_prompt=True)
+            return self.recipe.tokenize(self.training_rows, self.tokenizer)
+        except InputError:
+            raise
+        except Exception as error:
+            if "tokenize" not in self.recipe.user_steps + self.recipe.fault_steps:
+                raise  # the correct recipe's own step: a harness error, reported as one
+            message = " ".join(str(error).split())[:200]
+            raise InputError(
+                f"--recipe {self.recipe.name}: its tokenize step raised "
+                f"{error.__class__.__name__}: {message}"
+            ) from error
 
     @cached_property
     def _probe(self):

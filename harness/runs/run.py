@@ -75,7 +75,7 @@ def recipe_for(values: dict) -> Recipe:
     if values.get("recipe"):
         from lora_harness.lora import user_recipe
 
-        recipe = user_recipe.load(values["recipe"])
+        recipe = user_recipe.load(values["recipe"], values.get("trainer") or "sft")
     if values.get("fuse_dequantize"):
         fuse = functools.partial(fuse_with_mlx_lm, dequantize=True)
         recipe = dataclasses.replace(
