@@ -19,7 +19,7 @@ from lora_harness.remote import deploy, fleet
 from lora_harness.remote.host_run import RemoteOptions
 from lora_harness.remote.inventory import Host
 from lora_harness.runs.run import new_run_id
-from tests import sshd
+from tests.support import sshd
 
 pytestmark = pytest.mark.skipif(not sshd.available(), reason="needs OpenSSH sshd and root")
 RUN_ARGS = ["--model", "shape:qwen2.5-0.5b", "--suite", "structure", "-q"]

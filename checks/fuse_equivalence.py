@@ -13,9 +13,11 @@ harness/core/numerics.py, allowed(floor, rounding) = 4 (floor + rounding) + 8 u)
 4. the fused model is the best its format can hold: d(fused, reference) <= allowed(floor),
    reference = the merge rounded to the fused model's format (quantised if it is);
 5. the fused model is much closer to base + adapter than the base is:
-   d(fused, adapter) <= 0.5 d(base, adapter). Where rounding to the format alone keeps less
-   than that (2-bit, mxfp4), criterion 4 is the test and the message says how much of the
-   adapter the format keeps; fuse with --fuse-dequantize to keep all of it.
+   d(fused, adapter) <= 0.5 d(base, adapter): the check judges the deliverable. Where rounding
+   to the format alone keeps less than half of the adapter (a 4-bit base at a small learning
+   rate, 2-bit, mxfp4) it fails all the same, naming the format's rounding as the cause and
+   --fuse-dequantize as the remedy; the evidence (fuse_did_all_format_allows, format_keeps)
+   still says whether the fuse did all its format allows.
 """
 
 import math
@@ -72,7 +74,14 @@ class FuseEquivalence(Check):
         ).item()
         evidence["fused_identical_to_base"] = bool(mx.array_equal(fused, base).item())
         # The model's own noise: what the adapter's effect and the reference are judged against.
-        evidence["model_noise_allowed"] = ctx.model.tolerance()[1]
+        evidence["model_noise_allowed"] = noise = ctx.model.tolerance()[1]
+        # Apart from the verdict (which judges the deliverable): did the fuse do all its
+        # format allows, and how much of the adapter's effect does that format keep at best?
+        evidence["fuse_did_all_format_allows"] = numerics.within(
+            evidence["fused_vs_reference"], noise
+        )
+        evidence["format_keeps"] = _kept(evidence["reference_ratio"])
+        evidence["fused_keeps"] = _kept(evidence["ratio"])
         return Measurement(distance, allowed, evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
@@ -113,16 +122,24 @@ class FuseEquivalence(Check):
                 f"fused = base + adapter (relative distance {distance:.2g} <= allowed "
                 f"{ev['allowed']:.2g}, {ratio:.2g} of the adapter's effect {effect:.2g})"
             )
+        kept = f"{max(1 - ratio, 0):.0%}"
         if not numerics.within(ev["reference_ratio"], numerics.FUSE_MAX_RATIO):
-            # The fuse is as good as the format allows; the format, not the fuse, loses the delta.
-            return "pass", (
-                f"fused = base + adapter rounded to {ev['precision']['label']}, which keeps only "
-                f"{max(1 - ratio, 0):.0%} of the adapter's effect; --fuse-dequantize keeps all"
+            # The fuse did all its format allows; the deliverable still lost the adapter.
+            return "fail", (
+                f"the fused model keeps only {kept} of the adapter's effect: rounding the merged "
+                f"weights to {ev['precision']['label']} swamps the LoRA delta (the fuse itself "
+                "did all that format allows); fuse with --fuse-dequantize (mlx_lm.fuse "
+                "--dequantize) to keep it"
             )
         return "fail", (
-            f"fused is only {1 - ratio:.0%} of the way from base to base + adapter "
+            f"fused is only {kept} of the way from base to base + adapter "
             f"(distance {distance:.3g} vs base {effect:.3g})"
         )
+
+
+def _kept(ratio) -> float | str:
+    """The share of the adapter's effect a distance ratio leaves (1 = all of it)."""
+    return max(1.0 - ratio, 0.0) if isinstance(ratio, float) and math.isfinite(ratio) else "nan"
 
 
 def _finite_or_zero(value: float) -> float:

@@ -2,6 +2,7 @@
 
 from lora_harness.core.checking import Check, Measurement, SkipCheck, register
 from lora_harness.lora.loss_coverage import RowSpan, expected_tokens, reference_scores_first_pad
+from lora_harness.text.prompt_offsets import prompt_offset
 
 
 @register
@@ -9,7 +10,7 @@ class LossCoversExpectedTokens(Check):
     name = "loss_covers_expected_tokens"
     summary = (
         "the loss tokens each step reports equal those derived from the batch's example lengths "
-        "(and the prompt mask under --mask-prompt)"
+        "(and, under --mask-prompt, each prompt's length from the data and the tokenizer)"
     )
     symptom = (
         "Training looks normal but the model learns the wrong thing: padding is scored (it "
@@ -76,14 +77,20 @@ class LossCoversExpectedTokens(Check):
 
 
 def _expected_rows(ctx, batch) -> list[RowSpan]:
-    """Each row's loss span from the data: the example's own length and prompt offset."""
+    """Each row's loss span from the data: the example's own length, and under --mask-prompt
+    its prompt offset derived from the row and the tokenizer, never from the recipe's
+    `tokenize` (a tokenize step with the wrong offset would agree with itself)."""
     if batch.examples is None:  # DPO: the spans are the pairs' own prompt/response bounds
         return [RowSpan(o, n) for o, n in zip(batch.offsets, batch.lengths, strict=True)]
-    dataset, lora = ctx.model.training_dataset, ctx.lora
+    model, lora = ctx.model, ctx.lora
     rows = []
     for index in batch.examples:
-        item = dataset[index]
-        tokens, offset = (item[0], item[1]) if len(item) == 2 else (item, 0)
-        start = offset if lora.mask_prompt else 0
+        item = model.training_dataset[index]
+        tokens = item[0] if len(item) == 2 else item
+        start = _prompt_offset(model, index) if lora.mask_prompt else 0
         rows.append(RowSpan(start, min(len(tokens), lora.max_seq_length)))
     return rows
+
+
+def _prompt_offset(model, index: int) -> int:
+    return prompt_offset(model.training_rows[index], model.tokenizer)

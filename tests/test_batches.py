@@ -167,3 +167,56 @@ def test_mask_prompt_on_text_rows_is_an_input_error(cli):
     assert result.returncode == 2
     assert "--mask-prompt needs prompt/completion or messages rows" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _OffsetWithoutGenerationPrompt:
+    """A recipe's own tokenize: mlx-lm's rows, but each prompt offset computed without the
+    generation prompt, so the assistant header is trained on (it agrees with itself)."""
+
+    def __init__(self, rows, tokenizer):
+        from mlx_lm.tuner.datasets import create_dataset
+
+        self.rows, self.tokenizer = rows, tokenizer
+        self.inner = create_dataset(rows, tokenizer, type("C", (), {"mask_prompt": True}))
+
+    def process(self, row):
+        tokens, _ = self.inner.process(row)
+        prompt = [{"role": "user", "content": row["prompt"]}]
+        offset = self.tokenizer.apply_chat_template(prompt, return_dict=False)
+        return tokens, len(offset)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def _tokenize_offset_without_generation_prompt(rows, tokenizer, mask_prompt=False):
+    from mlx_lm.tuner.datasets import CacheDataset
+
+    return CacheDataset(_OffsetWithoutGenerationPrompt(rows, tokenizer))
+
+
+def test_loss_coverage_fails_on_a_tokenize_step_with_the_wrong_offset(fixture_source, prompt_data):
+    # The offsets come from the recipe under test; the expectation must not (issue 24).
+    recipe = dataclasses.replace(CORRECT, tokenize=_tokenize_offset_without_generation_prompt)
+    data = prompt_data["completions"]
+    results, ctx = _run(fixture_source, [COVERAGE], recipe, data, iters=2, mask_prompt=True)
+    assert results[COVERAGE].status == "fail"
+    assert "too many" in results[COVERAGE].message
+    results, _ = _run(fixture_source, [COVERAGE], CORRECT, data, iters=2, mask_prompt=True)
+    assert results[COVERAGE].status == "pass", results[COVERAGE].message
+
+
+@pytest.mark.parametrize("fmt", ["completions", "chat"])
+def test_prompt_offsets_from_the_data_match_mlx_lm_datasets(fixture_source, prompt_data, fmt):
+    from lora_harness.text.data import load_rows, tokenized_dataset
+    from lora_harness.text.prompt_offsets import prompt_offset
+
+    rows = load_rows(prompt_data[fmt])
+    _, tokenizer = fixture_source.load()
+    dataset = tokenized_dataset(rows, tokenizer, mask_prompt=True)
+    offsets = [prompt_offset(row, tokenizer) for row in rows]
+    assert offsets == [dataset[i][1] for i in range(len(rows))]
+    assert prompt_offset({"text": "no prompt here"}, tokenizer) == 0

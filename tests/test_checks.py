@@ -139,6 +139,12 @@ CAUGHT_BY = {
         "adapter_applied",
         "fuse_equivalence",
     },
+    # mlx-lm raises KeyError: a finding of the adapter checks, never an internal error.
+    "adapter_config_without_scale": {
+        "adapter_roundtrip",
+        "adapter_applied",
+        "fuse_equivalence",
+    },
 }
 
 

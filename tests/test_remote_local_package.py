@@ -53,7 +53,7 @@ def test_local_package_is_installed_on_the_host_for_recipe(cli, host, tmp_path):
     done, entry = _remote(cli, tmp_path, host, *shipped, *GATE_ON, "mlx_backend.lora_gate:RECIPE")
     assert done.returncode == 0, (done.stderr, entry)
     report = json.loads(Path(entry["report"]).read_text())
-    assert report["run"]["recipe"] == "mlx_backend.lora_gate:RECIPE"
+    assert report["run"]["recipe"]["name"] == "mlx_backend.lora_gate:RECIPE"
     spec = "mlx_backend.lora_gate:UNFREEZE_WITHOUT_KEYS"
     done, entry = _remote(cli, tmp_path, host, *shipped, *GATE_ON, spec)
     assert done.returncode == 1 and entry["status"] == "failed", entry

@@ -148,7 +148,7 @@ def test_recipe_objects_swap_only_the_steps_they_supply(name):
         ("tests.support.recipe_specs:MISNAMED_KEY", "'unfreez' is not a recipe step"),
         ("tests.support.recipe_specs:NOT_CALLABLE", "step 'freeze' is not callable"),
         ("tests.support.recipe_specs:WRONG_ARITY", "the trainer calls unfreeze(model, lora)"),
-        ("tests.support.recipe_specs:NO_STEPS", "supplies none of the steps"),
+        ("tests.support.recipe_specs:NO_STEPS", "supplies none of the training steps"),
         ("tests.support.recipe_specs:NeedsArguments", "cannot be built without arguments"),
     ],
 )
@@ -188,7 +188,10 @@ def test_correct_backend_passes_the_gate_from_the_cli(tmp_path):
     )  # fmt: skip
     report = json.loads(done.stdout)
     assert done.returncode == 0, [c for c in report["checks"] if c["status"] != "pass"]
-    assert report["run"]["recipe"] == SPEC.format("RECIPE")
+    assert report["run"]["recipe"]["name"] == SPEC.format("RECIPE")
+    assert report["run"]["recipe"]["correct_steps"] == [
+        "tokenize", "fuse", "save", "average_gradients"
+    ]  # fmt: skip
     assert {c["name"] for c in report["checks"]} == set(suites.GATE)
 
 

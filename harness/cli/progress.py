@@ -67,3 +67,17 @@ def summary_line(summary: dict) -> str:
         f"{summary[s]} {s}" for s in ("pass", "warn", "fail", "error", "skip") if summary[s]
     )
     return f"verdict: {summary['verdict'].upper()} ({counts})"
+
+
+def recipe_line(provenance: dict) -> str | None:
+    """Whose code each step runs, for a run that is not the correct recipe's alone."""
+    if not provenance["user_steps"] and not provenance["fault_steps"]:
+        return None
+    parts = [f"recipe {provenance['name']}:"]
+    if provenance["user_steps"]:
+        parts.append(f"your steps: {', '.join(provenance['user_steps'])};")
+    if provenance["fault_steps"]:
+        parts.append(f"fault's steps: {', '.join(provenance['fault_steps'])};")
+    filled = ", ".join(provenance["correct_steps"]) or "none"
+    parts.append(f"filled from the correct recipe: {filled}")
+    return " ".join(parts)

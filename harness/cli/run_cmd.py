@@ -59,6 +59,8 @@ def handle(args) -> int:
     writer = rank == 0  # one report for all ranks, from rank 0
     show = progress.Progress(settings.lora.iters, enabled=not args.quiet and writer)
     show.note(f"lora-harness: preparing {settings.model or 'fixture:tiny'}")
+    if line := progress.recipe_line(settings.recipe.provenance()):
+        show.note(line)
     ctx = prepare(settings, step_callbacks=[show.on_step])
     if args.save_baseline and not ctx.source.has_weights:
         raise InputError(

@@ -57,6 +57,8 @@ def handle(args) -> int:
         )
     show = progress.Progress(0, enabled=not args.quiet)
     show.note(f"lora-harness selftest: clean run + {plural(len(names), 'fault')} on {source.spec}")
+    if line := progress.recipe_line(settings.recipe.provenance()):
+        show.note(line)
     report = selftest_report(settings, source, names, on_fault=lambda e: show.note(_fault_line(e)))
     section = report["selftest"]
     path = emit(report, args)
@@ -68,6 +70,8 @@ def handle(args) -> int:
         f"{', '.join(summary['no_effect']) or 'none'}, escaped: {', '.join(summary['escaped']) or 'none'}; "
         f"clean run {'clean' if not summary['clean_not_passing'] else 'NOT clean: ' + ', '.join(summary['clean_not_passing'])}"
     )
+    if unreached := section["not_reaching_user_code"]:
+        show.note(_unreached_line(unreached))
     show.note(f"report: {path}")
     return EXIT_CHECK_FAILED if summary["verdict"] == "fail" else EXIT_OK
 
@@ -82,3 +86,11 @@ def _fault_line(entry: dict) -> str:
             f"from the clean run (two clean runs: {ev['clean_run_spread']:.2g}), base identical"
         )
     return f"  ESCAPED   {entry['name']:<30} expected {', '.join(entry['expected_checks'])}"
+
+
+def _unreached_line(unreached: list[dict]) -> str:
+    listed = ", ".join(f"{u['name']} ({'/'.join(u['steps'])})" for u in unreached)
+    return (
+        f"could not reach your code: {plural(len(unreached), 'fault')} swap steps your recipe "
+        f"leaves to the correct one, so they test the harness's steps, not yours: {listed}"
+    )

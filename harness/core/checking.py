@@ -20,6 +20,12 @@ class SkipCheck(Exception):
     """Raised inside `measure` when the check cannot apply to this run; the message says why."""
 
 
+class PartFailed(Exception):
+    """A part of the run a check needed (training, the LoRA model) failed before the check
+    could measure: an `error` result whose message names that part and its own error, so
+    the same cause reads the same in every check that needed it (never a check's finding)."""
+
+
 @dataclass
 class Measurement:
     observed: Any
@@ -78,6 +84,12 @@ class Check:
             result.status, result.message = self.judge(measurement)
         except SkipCheck as skip:
             result.status, result.message = "skip", str(skip)
+        except PartFailed as failed:
+            result.message = str(failed)
+            cause = failed.__cause__ or failed
+            result.evidence = {
+                "traceback": "".join(traceback.format_exception(cause, limit=8)),
+            }
         except Exception as exc:  # a check that crashes is reported, not propagated
             result.message = f"{exc.__class__.__name__}: {exc}"
             result.evidence = {"traceback": traceback.format_exc(limit=8)}

@@ -29,6 +29,12 @@ class Fault:
     lora_overrides: dict = field(default_factory=dict)
     swapped_steps: tuple[str, ...] = ()  # the Recipe fields this fault replaces
 
+    def reaches(self, recipe: Recipe) -> bool:
+        """Whether this fault replaces code of `recipe`'s author: a fault in a step the
+        recipe leaves to the correct one tests the harness's step, never the user's
+        (a fault of settings alone, like huge_scale, runs through every step)."""
+        return not self.swapped_steps or any(s in recipe.user_steps for s in self.swapped_steps)
+
     def applied_to(self, lora: LoRAConfig, recipe: Recipe = CORRECT) -> tuple[LoRAConfig, Recipe]:
         """The run this fault makes of (lora, recipe): its steps swapped in, its overrides set.
 
@@ -36,7 +42,13 @@ class Fault:
         """
         steps = {name: getattr(self.recipe, name) for name in self.swapped_steps}
         name = self.name if recipe is CORRECT else f"{recipe.name}+{self.name}"
-        faulty = dataclasses.replace(recipe, name=name, **steps)
+        faulty = dataclasses.replace(
+            recipe,
+            name=name,
+            user_steps=tuple(s for s in recipe.user_steps if s not in steps),
+            fault_steps=tuple(steps),
+            **steps,
+        )
         return dataclasses.replace(lora, **self.lora_overrides), faulty
 
 
@@ -187,9 +199,25 @@ def _save_untrained_adapter(model, lora, folder):
     return save_adapter(model, lora, folder, weights=weights)
 
 
+def _save_config_without_scale(model, lora, folder):
+    # A hand-written adapter_config.json that forgets lora_parameters.scale: the tensors are
+    # right, but mlx_lm.load (and mlx_lm.fuse) raise KeyError: 'scale' on it.
+    import json
+    from pathlib import Path
+
+    from lora_harness.lora.adapters import save_adapter
+
+    folder = save_adapter(model, lora, folder)
+    path = Path(folder) / "adapter_config.json"
+    config = json.loads(path.read_text())
+    del config["lora_parameters"]["scale"]
+    path.write_text(json.dumps(config, indent=4))
+    return folder
+
+
 def _fault(name, description, expected, **steps) -> Fault:
     overrides = steps.pop("lora_overrides", {})
-    recipe = dataclasses.replace(CORRECT, name=name, **steps)
+    recipe = dataclasses.replace(CORRECT, name=name, fault_steps=tuple(sorted(steps)), **steps)
     return Fault(name, description, recipe, tuple(expected), overrides, tuple(sorted(steps)))
 
 
@@ -323,6 +351,12 @@ FAULTS = {
             "the adapter file holds untrained weights: it loads without error and changes nothing",
             ["adapter_roundtrip", "adapter_applied"],
             save=_save_untrained_adapter,
+        ),
+        _fault(
+            "adapter_config_without_scale",
+            "adapter_config.json lacks lora_parameters.scale: mlx_lm.load raises KeyError",
+            ["adapter_roundtrip", "adapter_applied", "fuse_equivalence"],
+            save=_save_config_without_scale,
         ),
     ]
 }

@@ -5,7 +5,9 @@ for a row of real tokens 0..n-1 whose loss starts at token `start` the scored st
 max(start, 1) .. n-1, and never past the padded width - 1. mlx-lm's `default_loss` also
 scores step n, the first padding position after a padded row (mlx-lm PR #1697 proposes
 dropping it); whether the installed mlx-lm does is measured on a two-token probe of the
-reference loss, so the expectation follows the mlx-lm the user trains with.
+reference loss, so the expectation follows the mlx-lm the user trains with. Under
+--mask-prompt a row's `start` is its prompt offset from the data and the tokenizer
+(`lora_harness.text.prompt_offsets`), never the offset the recipe's own tokenize returns.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ shown to catch the bugs they exist for.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -70,8 +70,24 @@ class Recipe:
     preference_loss: Callable = dpo_loss
     average_gradients: Callable = average_gradients
     name: str = "correct"
+    # Where the steps come from: the user's --recipe object, a fault; the rest are CORRECT's.
+    user_steps: tuple[str, ...] = ()
+    fault_steps: tuple[str, ...] = ()
+
+    def provenance(self) -> dict:
+        """Which steps ran whose code: what the console and report.run.recipe show."""
+        steps = [f.name for f in fields(self) if f.name not in NOT_STEPS]
+        return {
+            "name": self.name,
+            "user_steps": [s for s in steps if s in self.user_steps],
+            "fault_steps": [s for s in steps if s in self.fault_steps],
+            "correct_steps": [
+                s for s in steps if s not in self.user_steps and s not in self.fault_steps
+            ],
+        }
 
 
+NOT_STEPS = ("name", "user_steps", "fault_steps")
 CORRECT = Recipe()
 
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from lora_harness.core.errors import InputError
-from lora_harness.lora.recipe import CORRECT, Recipe
+from lora_harness.lora.recipe import CORRECT, NOT_STEPS, Recipe
 
 
 class RecipeSteps(Protocol):
@@ -74,11 +74,17 @@ class RecipeSteps(Protocol):
         """Data-parallel gradient average (`--distributed`)."""
 
 
-# Every field of Recipe but its name; tests hold RecipeSteps to exactly these.
-STEPS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "name")
+# Every step field of Recipe; tests hold RecipeSteps to exactly these.
+STEPS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Recipe) if f.name not in NOT_STEPS
+)
+# The steps a training run goes through: a recipe with none of them is not the user's training.
+TRAINING_STEPS = ("freeze", "convert", "unfreeze", "init_optimizer", "value_and_grad", "loss")
+# Under --trainer dpo the loss the run trains with is the preference loss.
+DPO_TRAINING_STEPS = TRAINING_STEPS + ("preference_loss",)
 
 
-def load(spec: str) -> Recipe:
+def load(spec: str, trainer: str = "sft") -> Recipe:
     """`module:object` -> the correct recipe with the object's steps swapped in."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
@@ -100,10 +106,10 @@ def load(spec: str) -> Recipe:
         if not hasattr(obj, part):
             raise InputError(f"--recipe {spec}: {module_name} has no attribute {attribute!r}")
         obj = getattr(obj, part)
-    return from_object(obj, spec)
+    return from_object(obj, spec, trainer)
 
 
-def from_object(obj, name: str) -> Recipe:
+def from_object(obj, name: str, trainer: str = "sft") -> Recipe:
     """The correct recipe with the steps `obj` supplies; raises InputError naming a bad step."""
     if isinstance(obj, Recipe):
         steps = {s: getattr(obj, s) for s in STEPS if getattr(obj, s) is not getattr(CORRECT, s)}
@@ -111,14 +117,41 @@ def from_object(obj, name: str) -> Recipe:
         if isinstance(obj, type):
             obj = _instantiate(obj, name)
         steps = _steps_of(obj, name)
-    if not steps:
-        raise InputError(
-            f"--recipe {name} supplies none of the steps ({', '.join(STEPS)}); "
-            "see lora_harness.lora.user_recipe"
-        )
+    training = DPO_TRAINING_STEPS if trainer == "dpo" else TRAINING_STEPS
+    if not any(step in steps for step in training):
+        raise InputError(_judges_nothing(name, obj, steps, training))
     for step, fn in steps.items():
         _validate(name, step, fn)
-    return dataclasses.replace(CORRECT, name=name, **steps)
+    return dataclasses.replace(CORRECT, name=name, user_steps=tuple(steps), **steps)
+
+
+def _judges_nothing(spec: str, obj, steps: dict, training: tuple[str, ...]) -> str:
+    """The one line for a recipe whose training would be the correct recipe's, not the user's."""
+    own = f"it supplies only {', '.join(steps)}" if steps else "it supplies no step"
+    names = _look_like_steps(obj)
+    has = (
+        f"; it has {', '.join(names)}, which are not recipe steps: wrap your code as the steps"
+        if names
+        else ""
+    )
+    return (
+        f"--recipe {spec} supplies none of the training steps ({', '.join(training)}), so "
+        f"nothing of your training would be judged ({own}){has} (see lora_harness.lora.user_recipe)"
+    )
+
+
+def _look_like_steps(obj, limit: int = 8) -> list[str]:
+    """The object's public callables that are not steps (apply_lora, train_step, ...)."""
+    if isinstance(obj, Recipe | Mapping):
+        return []
+    names = []
+    for attribute in dir(obj):
+        if attribute.startswith("_") or attribute in STEPS:
+            continue
+        value = getattr(obj, attribute, None)
+        if callable(value) and not isinstance(value, type):
+            names.append(attribute)
+    return names[:limit]
 
 
 def _steps_of(obj, spec: str) -> dict:

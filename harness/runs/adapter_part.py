@@ -47,14 +47,23 @@ class AdapterFiles:
         import mlx_lm.utils
 
         source = self.model_part.source
+        # Outside the try: training (or the recipe's save) failing is not mlx-lm rejecting
+        # the files, and must not read as such (their errors are often ValueErrors too).
+        folder = str(self.folder)
+        base = source.load()[0] if source.random_weights else None
         try:
-            if source.random_weights:  # no folder to load: the seed rebuilds the same weights
-                model = mlx_lm.utils.load_adapters(source.load()[0], str(self.folder))
+            if base is not None:  # no folder to load: the seed rebuilds the same weights
+                model = mlx_lm.utils.load_adapters(base, folder)
                 model.eval()
             else:
-                model, _ = mlx_lm.load(str(source.path), adapter_path=str(self.folder))
+                model, _ = mlx_lm.load(str(source.path), adapter_path=folder)
         except ValueError as exc:  # mlx-lm rejects unknown tensor names and wrong shapes
             raise AdapterRejected(str(exc).splitlines()[0]) from exc
+        except (KeyError, AttributeError) as exc:  # a key adapter_config.json lacks
+            said = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            raise AdapterRejected(
+                f"{exc.__class__.__name__}: {said} (adapter_config.json lacks a key mlx-lm reads)"
+            ) from exc
         return model
 
     @cached_property

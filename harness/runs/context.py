@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from functools import cached_property
 
+from lora_harness.core.checking import PartFailed
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.models.sources import ModelSource
@@ -31,6 +32,19 @@ CAPABILITIES = {
     "dpo": "a DPO check: run with --trainer dpo",
     "distributed": "a distributed check: launch with mlx.launch ... lora-harness run --distributed",
 }
+
+
+def training_failed(error: Exception) -> PartFailed:
+    """The one error every check that needed training reports: what training raised.
+
+    Raised from the stored error so no part that needed training (loading the adapter
+    files, say) can mistake it for a failure of its own."""
+    if isinstance(error, PartFailed):
+        return error
+    message = " ".join(str(error).split()) or "(no message)"
+    failed = PartFailed(f"training failed: {error.__class__.__name__}: {message}")
+    failed.__cause__ = error
+    return failed
 
 
 class RunContext:
@@ -112,7 +126,7 @@ class RunContext:
                 self._training = error
             self.training_seconds = time.perf_counter() - started
         if isinstance(self._training, Exception):
-            raise self._training
+            raise training_failed(self._training)
         return self._training
 
     @property

@@ -12,6 +12,8 @@ from functools import cached_property
 from mlx.utils import tree_flatten
 
 from lora_harness.core import numerics
+from lora_harness.core.checking import PartFailed
+from lora_harness.core.errors import InputError
 from lora_harness.lora import dpo, expectations, trainer
 from lora_harness.lora import recipe as recipes
 from lora_harness.lora.lora_config import LoRAConfig
@@ -33,6 +35,7 @@ class ModelPart:
         self.lora, self.recipe = lora, recipe
         self.pins = dict(pins or {})
         self.data_dir, self.trainer_kind = data_dir, trainer_kind
+        self._conversion_error: PartFailed | None = None
 
     @cached_property
     def source(self) -> ModelSource:
@@ -63,9 +66,20 @@ class ModelPart:
     @cached_property
     def training_dataset(self):
         """The rows tokenised by the recipe (mlx-lm's dataset classes when correct)."""
-        if self.lora.mask_prompt:  # only then: a recipe's tokenize may not take the flag
-            return self.recipe.tokenize(self.training_rows, self.tokenizer, mask_prompt=True)
-        return self.recipe.tokenize(self.training_rows, self.tokenizer)
+        try:
+            if self.lora.mask_prompt:  # only then: a recipe's tokenize may not take the flag
+                return self.recipe.tokenize(self.training_rows, self.tokenizer, mask_prompt=True)
+            return self.recipe.tokenize(self.training_rows, self.tokenizer)
+        except InputError:
+            raise
+        except Exception as error:
+            if "tokenize" not in self.recipe.user_steps + self.recipe.fault_steps:
+                raise  # the correct recipe's own step: a harness error, reported as one
+            message = " ".join(str(error).split())[:200]
+            raise InputError(
+                f"--recipe {self.recipe.name}: its tokenize step raised "
+                f"{error.__class__.__name__}: {message}"
+            ) from error
 
     @cached_property
     def _probe(self):
@@ -92,7 +106,12 @@ class ModelPart:
 
     @cached_property
     def lora_model(self):
-        """The model after the recipe's freeze -> convert -> unfreeze."""
+        """The model after the recipe's freeze -> convert -> unfreeze.
+
+        Built once: a recipe step that raises is kept and re-raised as the same error in
+        every check that asks, never retried on the half-converted model it left."""
+        if self._conversion_error is not None:
+            raise self._conversion_error
         self.expectations  # noqa: B018  (the walk must see the original modules)
         base = self._loaded[0]
         self.precision = numerics.precision_of(base)
@@ -101,7 +120,16 @@ class ModelPart:
         if self.source.has_weights:
             self._base_logits = self.logits(base)
             self.noise_floor = numerics.noise_floor(base, self.probe_batch[0])
-        return trainer.prepare_lora_model(self._loaded[0], self.lora, self.recipe)
+        try:
+            return trainer.prepare_lora_model(self._loaded[0], self.lora, self.recipe)
+        except Exception as error:
+            message = " ".join(str(error).split()) or "(no message)"
+            self._conversion_error = PartFailed(
+                "preparing the LoRA model (the recipe's freeze -> convert -> unfreeze) failed: "
+                f"{error.__class__.__name__}: {message}"
+            )
+            self._conversion_error.__cause__ = error
+            raise self._conversion_error from error
 
     def tolerance(self, rounding: float = 0.0) -> tuple[float, float]:
         """(noise floor, allowed relative difference) for logits of this model on this backend."""

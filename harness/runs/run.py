@@ -75,10 +75,15 @@ def recipe_for(values: dict) -> Recipe:
     if values.get("recipe"):
         from lora_harness.lora import user_recipe
 
-        recipe = user_recipe.load(values["recipe"])
+        recipe = user_recipe.load(values["recipe"], values.get("trainer") or "sft")
     if values.get("fuse_dequantize"):
         fuse = functools.partial(fuse_with_mlx_lm, dequantize=True)
-        recipe = dataclasses.replace(recipe, name=f"{recipe.name}+fuse-dequantize", fuse=fuse)
+        recipe = dataclasses.replace(
+            recipe,
+            name=f"{recipe.name}+fuse-dequantize",
+            fuse=fuse,
+            user_steps=tuple(s for s in recipe.user_steps if s != "fuse"),
+        )
     return recipe
 
 
@@ -185,7 +190,7 @@ def report_header(
             "command": settings.command,
             "suite": suite,
             "checks_requested": settings.check_names,
-            "recipe": settings.recipe.name,
+            "recipe": settings.recipe.provenance(),
         },
         "environment": environment.collect(),
         "model": source.describe(),

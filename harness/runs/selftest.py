@@ -137,6 +137,7 @@ def run_selftest(
         fault = FAULTS[name]
         ctx, results = _run(source, settings, fault)
         entries.append(judge_fault(fault, results, final_state(ctx), clean))
+        entries[-1]["reaches_user_code"] = fault.reaches(settings.recipe)
         if on_fault:
             on_fault(entries[-1])
     return {
@@ -149,6 +150,14 @@ def run_selftest(
         "faults": entries,
         "checks": list(suites.GATE),
         "summary": summarise(clean_results + again_results, entries),
+        "recipe": settings.recipe.provenance(),
+        # Under --recipe: faults in steps the user's object leaves to the correct recipe test
+        # the harness's step; no bug of that kind can be in the user's code.
+        "not_reaching_user_code": [
+            {"name": e["name"], "steps": list(FAULTS[e["name"]].swapped_steps)}
+            for e in entries
+            if settings.recipe.user_steps and not e["reaches_user_code"]
+        ],
     }
 
 
