@@ -12,16 +12,16 @@ import sys
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.support import remote as remote_support
+from tests.support import sshd
+from tests.support.helpers import ROOT, CliResult
+
 # Property tests draw the same examples on every run: CI fails only for code that changed.
 # A bug found by exploring is kept as an explicit @example. To explore for new ones:
 # HYPOTHESIS_PROFILE=explore pytest ...
 hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
 hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
-
-from tests.support import remote as remote_support
-from tests.support import sshd
-from tests.support.helpers import ROOT, CliResult
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,7 +30,9 @@ def _checks(ctx, names) -> dict:
 
 @pytest.mark.parametrize("spec", ["SEED_MANAGER", "SEED_MANAGER_UNFREEZE_BUG", "ONLY_FUSE"])
 def test_a_recipe_with_no_training_step_is_exit_2_naming_what_it_has(cli, spec):
-    result = cli("run", "--recipe", f"tests.support.recipe_specs:{spec}", "--check", "lora_layer_count")
+    result = cli(
+        "run", "--recipe", f"tests.support.recipe_specs:{spec}", "--check", "lora_layer_count"
+    )
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
