@@ -176,6 +176,11 @@ GENERATION_OPTIONS = [
         "baseline file to hold the voice score against (see --save-baseline)",
         metavar="FILE",
     ),
+    Option(
+        "max-tokens",
+        "tokens per generation (default 48); fewer keep a real model's run short on a CPU",
+        type=int,
+    ),
 ]
 
 # Each front end offers exactly the groups it uses.
@@ -215,6 +220,8 @@ def generation_settings_from(values: dict):
         scorer=values.get("voice_scorer"),
         baseline_path=values.get("baseline"),
     )
+    if values.get("max_tokens") is not None:  # checked >= 1 by validate.RULES
+        settings.max_tokens = values["max_tokens"]
     if values.get("voice_tolerance") is not None:
         if values["voice_tolerance"] < 0:
             raise InputError("--voice-tolerance must be >= 0")
