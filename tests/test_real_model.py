@@ -47,7 +47,8 @@ def short_prompts(tmp_path: Path, count: int = 3) -> Path:
 
 
 def context(spec: str, tmp_path: Path, recipe=None, **lora_changes):
-    """A run on the pirate chat rows: 2 steps, short generations, the gate's defaults else."""
+    """A run on the pirate chat rows: 2 steps on 2 rows, short generations, the gate's
+    defaults else (each forward pass of the batch takes seconds on this CPU)."""
     from lora_harness.lora.lora_config import LoRAConfig, learning_rate_for
     from lora_harness.lora.recipe import CORRECT
     from lora_harness.runs.context import RunContext
@@ -55,6 +56,7 @@ def context(spec: str, tmp_path: Path, recipe=None, **lora_changes):
 
     source = resolve(spec)
     lora_changes.setdefault("iters", 2)
+    lora_changes.setdefault("batch_size", 2)
     lora_changes.setdefault("learning_rate", learning_rate_for(source.config))
     lora = dataclasses.replace(LoRAConfig(), **lora_changes)
     settings = GenerationSettings(
