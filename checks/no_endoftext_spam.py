@@ -3,6 +3,8 @@
 from lora_harness.core.checking import Check, Measurement, register
 from lora_harness.text.generation import repeated_ngram_share
 
+_FORMATS = {"chat": "prompted through the chat template", "plain": "plain-text prompts"}
+
 
 @register
 class NoEndoftextSpam(Check):
@@ -40,10 +42,18 @@ class NoEndoftextSpam(Check):
             "looping": looping[:10],
             "stop_share": sum(g.stopped for g in generations) / max(len(generations), 1),
             "samples": [g.text[:120] for g in generations[:3]],
+            "prompt_format": ctx.generation.prompt_format,
         }
         return Measurement(len(bad) / max(len(generations), 1), self.max_bad_share, evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
+        verdict, message = self._verdict(measurement)
+        return (
+            verdict,
+            f"{message} ({_FORMATS.get(measurement.evidence.get('prompt_format'), 'plain')})",
+        )
+
+    def _verdict(self, measurement: Measurement) -> tuple[str, str]:
         ev = measurement.evidence
         if ev["special_literals_found"]:
             return (

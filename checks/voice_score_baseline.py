@@ -59,10 +59,16 @@ class VoiceScoreBaseline(Check):
             else f"{Z_ONE_SIDED_99} x bootstrap spread of the scorer",
             "improvement_over_untrained": round(trained_score - init_score, 6),
             "samples": [g.text[:120] for g in gen.generations[:2]],
+            "prompt_format": gen.prompt_format,
         }
         return Measurement(trained_score, round(baseline - tolerance, 6), evidence)
 
     def judge(self, measurement: Measurement) -> tuple[str, str]:
+        verdict, message = self._verdict(measurement)
+        prompts = measurement.evidence.get("prompt_format", "plain")
+        return verdict, f"{message}; {'chat-template' if prompts == 'chat' else 'plain'} prompts"
+
+    def _verdict(self, measurement: Measurement) -> tuple[str, str]:
         ev = measurement.evidence
         if measurement.observed <= 0.0:
             return "fail", "voice score 0.00: the generations share nothing with the target voice"

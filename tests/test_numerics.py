@@ -118,3 +118,16 @@ def test_cli_does_not_save_a_baseline_from_a_failing_run(cli, tmp_path):
     assert "baseline NOT saved" in result.stderr
     assert not (tmp_path / "b.json").exists()
     assert list((tmp_path / "o").glob("*/report.json"))
+
+
+def test_logits_are_compared_at_real_tokens_only():
+    """Padding past a row's length is never read by a user: differences there are no finding."""
+    lengths = mx.array([[0, 3], [1, 5]])  # mlx-lm's (prompt offset, length) per row
+    logits = mx.random.normal((2, 5, 7))
+    noisy = logits.at[0, 3:].add(100.0)  # row 0 is padded after its 3 tokens
+    assert numerics.relative_distance(noisy, logits) > 1
+    real, real_noisy = (numerics.real_positions(x, lengths) for x in (logits, noisy))
+    assert real.shape == (8, 7)
+    assert numerics.relative_distance(real_noisy, real) == 0.0
+    moved = logits.at[1, 4].add(1.0)  # the last real token of row 1 still counts
+    assert numerics.relative_distance(numerics.real_positions(moved, lengths), real) > 0

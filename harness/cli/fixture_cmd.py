@@ -1,11 +1,16 @@
-"""`lora-harness fixture export DIR`: write the built-in model where other tools can use it."""
+"""`lora-harness fixture export DIR`: write the built-in model where other tools can use it.
+
+`--name` also takes a converted model, `gguf:FILE[@dtype]` or `real:NAME[@dtype]`: its
+mlx-lm folder (converted once into the cache) is printed or copied the same way."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from lora_harness.core.errors import EXIT_OK
-from lora_harness.models import fixture
+from lora_harness.models import fixture, gguf
+
+NAME_HELP = "fixture name (default tiny), or gguf:FILE[@bf16|@float32] or real:NAME[@...]"
 
 
 def register(commands) -> None:
@@ -16,19 +21,33 @@ def register(commands) -> None:
         help="write fixture:NAME as an mlx-lm model folder (usable by mlx_lm.lora, mlx_lm.load)",
     )
     export.add_argument("directory", type=Path, help="destination folder")
-    export.add_argument("--name", default="tiny", help="fixture name (default tiny)")
+    export.add_argument("--name", default="tiny", help=NAME_HELP)
     export.set_defaults(handler=handle_export)
     path = actions.add_parser("path", help="print the cached fixture folder, building it if needed")
-    path.add_argument("--name", default="tiny", help="fixture name (default tiny)")
+    path.add_argument("--name", default="tiny", help=NAME_HELP)
     path.set_defaults(handler=handle_path)
 
 
 def handle_export(args) -> int:
+    if _converted(args.name):
+        folder = gguf.export(_folder(args.name), args.directory)
+        print(f"{args.name} written to {folder}")
+        return EXIT_OK
     folder = fixture.export(args.name, args.directory)
     print(f"fixture:{args.name} written to {folder}")
     return EXIT_OK
 
 
 def handle_path(args) -> int:
-    print(fixture.fixture_path(args.name))
+    print(_folder(args.name) if _converted(args.name) else fixture.fixture_path(args.name))
     return EXIT_OK
+
+
+def _converted(name: str) -> bool:
+    return name.startswith(("gguf:", "real:"))
+
+
+def _folder(spec: str) -> Path:
+    from lora_harness.models.sources import resolve
+
+    return resolve(spec).path

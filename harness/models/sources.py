@@ -1,6 +1,8 @@
 """Resolve `--model` into something that can build a fresh model (and tokenizer).
 
 Forms: `fixture:<name>` (built here), `shape:<name|path/config.json>` (structure only),
+`gguf:<file.gguf>[@bf16|@float32]` and `real:<name>[@...]` (a llama.cpp file converted once
+into the cache; models/gguf.py, models/real.py),
 `random:<name|path/config.json>[@dtype]` (the real shape with random weights and the
 fixture's tokenizer), a local mlx-lm model folder, or a Hugging Face hub id (through
 `mlx_lm.load`).
@@ -24,7 +26,7 @@ class ModelSource:
     """A resolved `--model`: its config, and how to build a model from it."""
 
     spec: str
-    kind: str  # fixture | local | hub | shape | random
+    kind: str  # fixture | local | hub | shape | random | gguf
     config: dict
     path: Path | None = None
     dtype: str | None = None  # random: the dtype its weights are drawn in
@@ -121,6 +123,8 @@ def resolve(spec: str | None) -> ModelSource:
         return _resolve_shape(spec)
     if spec.startswith("random:"):
         return _resolve_random(spec)
+    if spec.startswith(("gguf:", "real:")):
+        return _resolve_gguf(spec)
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -134,7 +138,7 @@ def resolve(spec: str | None) -> ModelSource:
         return _resolve_hub(spec)
     raise InputError(
         f"--model {spec}: no such folder; pass an mlx-lm model folder, a hub id, "
-        "fixture:tiny, shape:<name> or random:<name>"
+        "fixture:tiny, shape:<name>, random:<name>, gguf:<file.gguf> or real:<name>"
     )
 
 
@@ -194,6 +198,19 @@ def _resolve_shape(spec: str) -> ModelSource:
     raise InputError(f"unknown shape {name!r}; use one of {known} or shape:path/to/config.json")
 
 
+def _resolve_gguf(spec: str) -> ModelSource:
+    from lora_harness.models import gguf, real
+
+    if spec.startswith("real:"):
+        name, _, dtype = spec.split(":", 1)[1].partition("@")
+        file = real.gguf_path(name)
+        gguf.parse_spec(f"gguf:{file}@{dtype}" if dtype else f"gguf:{file}")  # checks @dtype
+    else:
+        file, dtype = gguf.parse_spec(spec)
+    path = gguf.converted_path(file, dtype or None)
+    return ModelSource(spec, "gguf", read_config(path / "config.json"), path)
+
+
 def _resolve_random(spec: str) -> ModelSource:
     name, _, override = spec.split(":", 1)[1].partition("@")
     shape = _resolve_shape(f"shape:{name}")
@@ -222,6 +239,8 @@ def declared_config(spec: str | None) -> dict | None:
             return {"hidden_size": recipe.hidden_size} if recipe else None
         if spec.startswith(("shape:", "random:")):
             return _resolve_shape("shape:" + spec.split(":", 1)[1].partition("@")[0]).config
+        if spec.startswith(("gguf:", "real:")):  # converted once; the run would convert it
+            return _resolve_gguf(spec).config
         path = Path(spec).expanduser()
         if path.is_dir():
             return read_config(path / "config.json")

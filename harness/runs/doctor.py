@@ -64,11 +64,32 @@ class AdapterGenerationPart(GenerationPart):
     user passes (--voice-references)."""
 
     needs_references = True
+    adapter_config: dict = {}  # noqa: RUF012  (set by DoctorContext)
 
     @cached_property
     def init_generations(self):
         with adapter_disabled(self.model_part.lora_model):
             return self.generate()
+
+    def trained_on_chat(self) -> bool:
+        """From --data, else the data folder mlx_lm.lora recorded in adapter_config.json;
+        unknown: True, as mlx_lm.generate applies a tokenizer's template by default."""
+        if self.model_part.data_dir:
+            return super().trained_on_chat()
+        data = self.adapter_config.get("data")
+        first = _first_row(Path(data) / "train.jsonl") if isinstance(data, str) else None
+        return True if first is None else "messages" in first
+
+
+def _first_row(path: Path) -> dict | None:
+    import json
+
+    try:
+        with open(path) as handle:
+            row = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
 
 
 class DoctorContext(RunContext):
@@ -88,6 +109,7 @@ class DoctorContext(RunContext):
         )
         self.adapter.model_part = self.model
         self.generation = AdapterGenerationPart(self.model, self.generation.settings, lambda: None)
+        self.generation.adapter_config = self.adapter_config
 
     @property
     def training(self):

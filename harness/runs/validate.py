@@ -32,6 +32,7 @@ RULES: dict[str, Rule] = {
     "distributed_timeout": Rule(float, above=0, hint="seconds, e.g. 600"),
     "voice_tolerance": Rule(float, minimum=0, maximum=1, hint="voice scores lie in [0, 1]"),
     "save_every": Rule(int, minimum=0, hint="0 = never"),
+    "max_tokens": Rule(int, minimum=1, hint="tokens per generation, e.g. 48"),
     "pairs": Rule(int, minimum=1),
 }
 

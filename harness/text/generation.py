@@ -37,6 +37,7 @@ class Generation:
     text: str
     tokens: list[int]
     stopped: bool  # ended at a stop token rather than the length limit
+    prompt_format: str = "plain"  # plain | chat (the tokenizer's chat template)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,8 +63,19 @@ def special_literals(tokenizer) -> list[str]:
     return sorted(n for n in names if n)
 
 
-def generate_all(model, tokenizer, prompts, stops, max_tokens=48, seed=0) -> list[Generation]:
-    """Greedy and seeded-sampled continuations of every prompt."""
+def encode_prompt(tokenizer, prompt: str, prompt_format: str):
+    """The prompt as the model meets it: the text itself, or a user turn of the chat template
+    with the assistant's turn opened (what mlx_lm.generate sends an instruct model)."""
+    if prompt_format != "chat":
+        return prompt
+    messages = [{"role": "user", "content": prompt}]
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+
+
+def generate_all(
+    model, tokenizer, prompts, stops, max_tokens=48, seed=0, prompt_format="plain"
+) -> list[Generation]:
+    """Greedy and seeded-sampled continuations of every prompt (`prompt_format`: plain|chat)."""
     from mlx_lm.sample_utils import make_sampler
 
     for token_id in stops:
@@ -75,7 +87,10 @@ def generate_all(model, tokenizer, prompts, stops, max_tokens=48, seed=0) -> lis
         sampler = make_sampler(temp=temperature)
         for index, prompt in enumerate(prompts):
             mx.random.seed(seed + index)
-            results.append(_one(model, tokenizer, prompt, mode, sampler, max_tokens))
+            encoded = encode_prompt(tokenizer, prompt, prompt_format)
+            generation = _one(model, tokenizer, encoded, mode, sampler, max_tokens)
+            generation.prompt, generation.prompt_format = prompt, prompt_format
+            results.append(generation)
     if was_training:
         model.train()
     return results
