@@ -249,7 +249,20 @@ def test_dpo_trainer_bug_is_caught_under_watch():
     assert {"trainable_keys_exact", "frozen_base_unchanged"} <= failed
 
 
-def test_mx_value_and_grad_alone_is_loud_not_silent():
+@pytest.fixture
+def random_state_restored():
+    """A compiled step that raises while it is traced leaves its tracer in mx.random.state
+    (the step's declared state), and every later random draw in this process fails with
+    "eval an array without a primitive". Put the key back for the tests that follow."""
+    import mlx.core as mx
+
+    key = mx.random.state[0]
+    mx.eval(key)
+    yield
+    mx.random.state[0] = key
+
+
+def test_mx_value_and_grad_alone_is_loud_not_silent(random_state_restored):
     # With optimizer.init(trainable) done right, Adam has no state for the base weights the
     # whole-model gradient holds: the first step raises. Only with init skipped is it silent.
     with pytest.raises(KeyError):
