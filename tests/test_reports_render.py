@@ -13,6 +13,8 @@ from lora_harness.reports import history as run_history
 from tests.support.browser import chromium, chromium_path
 from tests.support.helpers import ARTIFACTS
 
+pytestmark = pytest.mark.slow  # every test starts from a CLI gate run (run_report)
+
 
 @pytest.fixture(scope="module")
 def run_report(tmp_path_factory, fixture_cache):
