@@ -393,7 +393,10 @@ def _write_summary(document: dict, results, out: Path, args, label: str) -> int:
         sys.stdout.write(text)
     else:
         for r in results:
-            print(f"  {r.status.upper():<17} {r.name:<20} {printable(r.message)}", file=sys.stderr)
+            print(
+                f"  {r.status.upper():<17} {printable(r.name):<20} {printable(r.message)}",
+                file=sys.stderr,
+            )
         print(f"{label}: {path}", file=sys.stderr)
         if args.json:
             write_atomic(Path(args.json), text)
