@@ -278,6 +278,19 @@ def test_a_full_disk_is_one_line_and_exit_2_not_an_internal_error(
     assert not list(small_disk.glob("out/*/report.json"))  # no verdict without its files
 
 
+def test_a_full_disk_while_saving_tensors_is_not_an_internal_error(
+    small_disk, tmp_path, capsys, monkeypatch
+):
+    """Found by the probes: MLX raises RuntimeError("[write] Unable to write ...") on ENOSPC."""
+    monkeypatch.chdir(tmp_path)
+    fill(small_disk, leave=30 * 1024)
+    argv = ["train", "-q", "--model", "fixture:tiny", "--iters", "3", "--save-every", "1"]
+    code, _, err = run([*argv, "--adapter-path", str(small_disk / "a")], capsys)
+    assert code == 2, err
+    assert "(No space left on device)" in one_error_line(err) or "Unable to write" in err
+    assert not list(small_disk.glob("a/*.safetensors"))  # no half checkpoint under its name
+
+
 # --- 4. state files that heal -----------------------------------------------------------
 
 BAD_HISTORY_LINES = [
@@ -511,3 +524,40 @@ def test_copy_tree_atomic_replaces_nothing_on_failure(tmp_path, monkeypatch):
     with pytest.raises(TypeError):
         files.copy_tree_atomic(source, tmp_path / "target")
     assert list(tmp_path.iterdir()) == [source]
+
+
+# --- found by the adversarial probes ----------------------------------------------------
+
+
+def test_a_baseline_number_too_long_to_read_is_bad_input_not_a_crash(tmp_path):
+    from lora_harness.core.errors import InputError
+    from lora_harness.runs import baselines
+
+    path = tmp_path / "b.json"
+    path.write_text(
+        '{"schema_version": 1, "baselines": {"k": {"voice_score": ' + "9" * 5000 + "}}}"
+    )
+    with pytest.raises(InputError, match="not valid JSON"):
+        baselines.read(path)
+
+
+def test_a_baseline_lock_that_is_a_folder_is_bad_input_not_a_crash(tmp_path):
+    from lora_harness.core.errors import InputError
+    from lora_harness.runs import baselines
+
+    (tmp_path / ".b.json.lock").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        baselines.save(tmp_path / "b.json", "k", {"voice_score": 0.5})
+
+
+def test_the_fleet_summary_prints_a_host_name_without_its_escapes(tmp_path, capsys):
+    from lora_harness.cli.remote_cmd import _write_summary
+    from lora_harness.remote import fleet
+    from lora_harness.remote.host_run import HostResult
+
+    results = [HostResult(f"st{ESC}udio", "127.0.0.1", status="passed", message=f"ok {ESC}")]
+    document = fleet.document(results, {"id": "r"})
+    args = types.SimpleNamespace(json=None)
+    assert _write_summary(document, results, tmp_path, args, "fleet summary") == 0
+    err = capsys.readouterr().err
+    assert "st\\x1b]0;pwned" in err and not any(c in err for c in "\x1b\x07\x9b")

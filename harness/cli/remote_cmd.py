@@ -343,7 +343,10 @@ def _print_summary(outcome: controller.Outcome, args, label: str) -> int:
         sys.stdout.write(text)
     else:
         for r in outcome.results:
-            print(f"  {r.status.upper():<17} {r.name:<20} {printable(r.message)}", file=sys.stderr)
+            print(
+                f"  {r.status.upper():<17} {printable(r.name):<20} {printable(r.message)}",
+                file=sys.stderr,
+            )
         print(f"{label}: {outcome.path}", file=sys.stderr)
         if args.json:
             write_atomic(Path(args.json), text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -45,21 +46,34 @@ def save_adapter(
     }
     tensors = adapter_weights(model) if weights is None else weights
     if folder.exists():  # e.g. train's folder with metrics and checkpoints: replace file by file
-        replace_file(
-            folder / "adapters.safetensors", lambda p: mx.save_safetensors(str(p), tensors)
-        )
+        replace_file(folder / "adapters.safetensors", lambda p: save_tensors(p, tensors))
         replace_file(folder / "adapter_config.json", lambda p: p.write_text(_config_text(config)))
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        mx.save_safetensors(str(staging / "adapters.safetensors"), tensors)
+        save_tensors(staging / "adapters.safetensors", tensors)
         (staging / "adapter_config.json").write_text(_config_text(config))
         staging.chmod(folder_mode())  # mkdtemp made it 0700; the rest follows the umask
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def save_tensors(path: Path, tensors: dict) -> None:
+    """mx.save_safetensors, with a failed write raised as the OSError it is.
+
+    MLX reports a full disk as RuntimeError("[write] Unable to write ..."): as such it would
+    read as a crash of the harness, not as the machine's state it is."""
+    try:
+        mx.save_safetensors(str(path), tensors)
+    except RuntimeError as error:
+        if "write" not in str(error) and "open" not in str(error):
+            raise
+        folder = Path(path).parent
+        full = folder.is_dir() and shutil.disk_usage(folder).free < 1024**2
+        raise OSError(errno.ENOSPC if full else errno.EIO, str(error), str(path)) from None
 
 
 def _config_text(config: dict) -> str:

@@ -188,7 +188,7 @@ def _run_remote(client, host, venv_python, run_dir, options, cancel, keepalive, 
     echo = (
         (
             lambda line: print(
-                f"[{host.name}] {printable(redact(line))}", file=sys.stderr, flush=True
+                f"[{printable(host.name)}] {printable(redact(line))}", file=sys.stderr, flush=True
             )
         )
         if options.echo

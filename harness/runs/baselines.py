@@ -35,7 +35,7 @@ def read(path: Path) -> dict:
         return {"schema_version": FORMAT_VERSION, "baselines": {}}
     try:
         document = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a 5,000-digit number
         raise InputError(f"baseline file {path} is not valid JSON; fix or delete it")
     except IsADirectoryError:
         raise InputError(f"baseline file {path} is a folder; pass a file")
@@ -83,7 +83,10 @@ def save(path: Path, key: str, entry: dict) -> None:
         raise InputError(f"--save-baseline: not saved, {bad} is not finite; fix the run first")
     path = Path(path)
     # Read, merge and write under one lock: two runs saving at once both keep their entry.
-    with exclusive_lock(path.with_name(f".{path.name}.lock")):
+    lock = path.with_name(f".{path.name}.lock")
+    if lock.is_dir():
+        raise InputError(f"--save-baseline: {lock} (its lock file) is a folder; remove it")
+    with exclusive_lock(lock):
         document = read(path)
         document["baselines"][key] = entry
         write_atomic(path, json.dumps(document, indent=2, sort_keys=True) + "\n")

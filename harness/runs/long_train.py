@@ -10,10 +10,8 @@ import json
 from itertools import islice
 from pathlib import Path
 
-import mlx.core as mx
-
 from lora_harness.lora import trainer
-from lora_harness.lora.adapters import adapter_weights, replace_file, save_adapter
+from lora_harness.lora.adapters import adapter_weights, replace_file, save_adapter, save_tensors
 from lora_harness.models.sources import resolve
 from lora_harness.runs.run import Settings
 from lora_harness.text import data
@@ -51,7 +49,7 @@ def train_to_folder(settings: Settings, folder: Path, save_every: int, on_step=N
                 # Via a temporary name: a kill or a full disk never leaves half a checkpoint.
                 replace_file(
                     folder / f"{metrics['iteration']:07d}_adapters.safetensors",
-                    lambda path: mx.save_safetensors(str(path), weights),
+                    lambda path: save_tensors(path, weights),
                 )
             if on_step:
                 on_step(metrics)
