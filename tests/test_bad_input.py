@@ -53,6 +53,7 @@ def option_cases() -> list[Case]:
         "num-layers": ["0", "-2"],
         "seed": ["-1", str(2**40)],
         "voice-tolerance": ["nan", "-0.1", "2", "inf"],
+        "max-tokens": ["0", "-1", "1.5"],
         "distributed-timeout": ["0", "-1", "nan", "inf"],
         "fine-tune-type": ["full"],
         "trainer": ["ppo"],

@@ -64,7 +64,7 @@ class AdapterGenerationPart(GenerationPart):
     user passes (--voice-references)."""
 
     needs_references = True
-    adapter_config: dict = {}  # noqa: RUF012  (set by DoctorContext)
+    adapter_config: dict | None = None  # set by DoctorContext
 
     @cached_property
     def init_generations(self):
@@ -72,13 +72,13 @@ class AdapterGenerationPart(GenerationPart):
             return self.generate()
 
     def trained_on_chat(self) -> bool:
-        """From --data, else the data folder mlx_lm.lora recorded in adapter_config.json;
-        unknown: True, as mlx_lm.generate applies a tokenizer's template by default."""
+        """From --data, else the data folder mlx_lm.lora records in adapter_config.json
+        (this harness's adapters record none: its built-in rows are plain text)."""
         if self.model_part.data_dir:
             return super().trained_on_chat()
-        data = self.adapter_config.get("data")
+        data = (self.adapter_config or {}).get("data")
         first = _first_row(Path(data) / "train.jsonl") if isinstance(data, str) else None
-        return True if first is None else "messages" in first
+        return first is not None and "messages" in first
 
 
 def _first_row(path: Path) -> dict | None:
