@@ -132,3 +132,16 @@ def _typed(flags):
     typed = {k: int(v) if k in ints else v for k, v in flags.items() if k != "out"}
     typed["learning_rate"] = float(typed["learning_rate"])
     return typed
+
+
+def test_guard_reports_mlx_lms_accumulation_deviation_and_stops_at_start(tmp_path, fixture_source):
+    flags = guard_flags(tmp_path, 20, **{"grad-accumulation-steps": 4, "check-every": 10})
+    assert main(["guard", *flags]) == 1
+    report = read_report(tmp_path)
+    stop = report["guard"]["stopped"]
+    assert (stop["check"], stop["iteration"]) == ("grad_accumulation_matches_batch", 0)
+    (check,) = [c for c in report["checks"] if c["name"] == "grad_accumulation_matches_batch"]
+    ev = check["evidence"]
+    assert ev["trainer"] == "mlx_lm" and len(set(ev["micro_batch_loss_tokens"])) > 1
+    assert ev["deviation"] > ev["allowed"] and "% away from one batch" in check["message"]
+    assert ev["updates_with_partial_window"] < ev["expected_updates_with_partial_window"]

@@ -45,7 +45,8 @@ class GuardedRun:
         model, tokenizer = load(args.model, tokenizer_config={"trust_remote_code": False})
         self.model, self.tokenizer = model, tokenizer
         train_set, valid_set, _ = load_dataset(args, tokenizer)
-        training_args = self._prepare(model, tokenizer)
+        train_data = CacheDataset(train_set)
+        training_args = self._prepare(model, tokenizer, train_data)
         try:
             with self.watch:
                 self.monitor = self.watch.monitor
@@ -53,7 +54,7 @@ class GuardedRun:
                     model=model,
                     args=training_args,
                     optimizer=self.optimizer,
-                    train_dataset=CacheDataset(train_set),
+                    train_dataset=train_data,
                     val_dataset=CacheDataset(valid_set) if len(valid_set) else None,
                     training_callback=self._callback(),
                     iterate_batches=self._iterate_batches,
@@ -66,7 +67,7 @@ class GuardedRun:
         return self.watch
 
     # -- what train_model does, with mlx-lm's functions ------------------------------------
-    def _prepare(self, model, tokenizer):
+    def _prepare(self, model, tokenizer, train_data):
         from mlx_lm.tuner.trainer import TrainingArgs
         from mlx_lm.tuner.utils import linear_to_lora_layers
         from mlx_lm.utils import save_config
@@ -101,6 +102,7 @@ class GuardedRun:
             "tokenizer": tokenizer,
             "has_text": has_text,
             "on_report": self.on_report,
+            **self._probes(train_data),
         }
         return TrainingArgs(
             batch_size=args.batch_size,
@@ -114,6 +116,23 @@ class GuardedRun:
             grad_checkpoint=args.grad_checkpoint,
             grad_accumulation_steps=args.grad_accumulation_steps,
         )
+
+    def _probes(self, train_data) -> dict:
+        """Trainer-behaviour checks at the start, on mlx-lm's own trainer and the run's data."""
+        from mlx_lm.tuner.trainer import iterate_batches
+
+        from lora_harness.guard.accumulation import AccumulationProbe, mlx_lm_trainer
+
+        args, context, start = self.args, {}, []
+        k = args.grad_accumulation_steps
+        if k > 1:
+            numpy_state = np.random.get_state()  # the run's own batch order must not move
+            batches = iterate_batches(train_data, args.batch_size, args.max_seq_length, loop=True)
+            micro = [next(batches) for _ in range(k + max(1, k // 2))]
+            np.random.set_state(numpy_state)
+            context["accumulation"] = AccumulationProbe(mlx_lm_trainer, "mlx_lm", k, micro)
+            start.append("grad_accumulation_matches_batch")
+        return {"context": context, "extra": {"start": start}}
 
     # -- the hooks mlx-lm's train() offers --------------------------------------------------
     def _iterate_batches(

@@ -49,6 +49,7 @@ class Moment:
         self.training, self.iteration, self.monitor = outcome, iteration, monitor
         self.tokenizer = monitor.tokenizer
         self.batch = monitor.last_batch
+        self.__dict__.update(monitor.context)  # probes the front end offers (accumulation, ...)
         self.__dict__.update(extra)
 
     def offers(self, capability: str) -> bool:
@@ -73,6 +74,7 @@ class Monitor:
         stop: bool = True,
         extra: dict | None = None,
         on_report=None,
+        context: dict | None = None,
     ):
         self.watch, self.check_every, self.live = watch, max(1, int(check_every)), live
         self.tokenizer, self.has_text, self.stop = (
@@ -87,6 +89,7 @@ class Monitor:
         self.stopped: GuardStop | None = None
         self.checks_seconds = 0.0
         self.iteration = 0
+        self.context = dict(context or {})
         self.on_report = on_report  # a front end's live-report writer, called after each moment
 
     # -- moments ---------------------------------------------------------------------
