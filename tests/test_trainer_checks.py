@@ -77,3 +77,118 @@ def test_ga_fails_on_each_coded_fault(part, micro_batches, trainer, words):
 def test_ga_skips_without_accumulation(part, micro_batches):
     result = run_ga(part, micro_batches, acc.harness_trainer, "harness", k=1)
     assert result.status == "skip"
+
+
+# -- resume -------------------------------------------------------------------------------------
+
+SCHEDULE = {"name": "cosine_decay", "arguments": [1e-3, 20], "warmup": 3}
+
+
+def make_adam():
+    import mlx.optimizers as optim
+    from mlx_lm.tuner.utils import build_schedule
+
+    return optim.Adam(learning_rate=build_schedule(SCHEDULE))
+
+
+def run_resume(part, probe):
+    return all_checks()["resume_continues_run"]().run(Ctx(part, resume=probe))
+
+
+def test_resume_passes_on_the_harness_checkpoint(part, micro_batches):
+    from lora_harness.guard.resume import harness_probe
+
+    result = run_resume(part, harness_probe(make_adam, micro_batches))
+    assert result.status == "pass", result.message
+
+
+def test_resume_measures_what_mlx_lms_resume_adapter_file_loses(part, micro_batches):
+    from lora_harness.guard.resume import mlx_lm_probe
+
+    result = run_resume(part, mlx_lm_probe(make_adam, micro_batches))
+    ev = result.evidence
+    assert result.status == "fail"
+    assert ev["step"] == ev["stopped_at"] and ev["expected_step"] == 2 * ev["stopped_at"]
+    assert ev["moment_distance"] > 0.5 and ev["adapter_distance"] > ev["allowed"]
+    assert "schedule restarted" in result.message
+
+
+@pytest.mark.parametrize(
+    "fault, words",
+    [
+        (faults.resume_without_step, "optimizer step"),
+        (faults.resume_reinitialises_adapters, "adapters"),
+    ],
+)
+def test_resume_fails_on_each_coded_fault(part, micro_batches, fault, words):
+    result = run_resume(part, fault(make_adam, micro_batches))
+    assert result.status == "fail" and words in result.message
+
+
+def test_the_resume_probe_leaves_the_runs_adapters_as_they_were(part, micro_batches):
+    from mlx.utils import tree_flatten
+
+    from lora_harness.core import fingerprint
+    from lora_harness.guard.resume import mlx_lm_probe
+
+    before = fingerprint.fingerprint(dict(tree_flatten(part.lora_model.trainable_parameters())))
+    run_resume(part, mlx_lm_probe(make_adam, micro_batches))
+    after = fingerprint.fingerprint(dict(tree_flatten(part.lora_model.trainable_parameters())))
+    assert before == after
+
+
+# -- learning-rate schedule ---------------------------------------------------------------------
+
+
+def run_schedule(part, optimizer, iteration, k=1):
+    from types import SimpleNamespace
+
+    from mlx_lm.tuner.utils import build_schedule
+
+    from lora_harness.checks.lr_schedule_applied import ScheduleProbe
+
+    ctx = Ctx(
+        part,
+        schedule=ScheduleProbe(build_schedule(SCHEDULE), k),
+        iteration=iteration,
+        training=SimpleNamespace(optimizer=optimizer),
+    )
+    return all_checks()["lr_schedule_applied"]().run(ctx)
+
+
+def _trained(part, trainer, batches, optimizer, k=1):
+    from lora_harness.guard.resume import _adapters, _set
+
+    start = _adapters(part.lora_model)
+    try:
+        trainer(part.lora_model, optimizer, batches, k)
+    finally:
+        _set(part.lora_model, start)
+    return optimizer
+
+
+@pytest.mark.parametrize("name", ["harness", "mlx_lm"])
+def test_schedule_passes_on_both_trainers(part, micro_batches, name):
+    trainer = {"harness": acc.harness_trainer, "mlx_lm": acc.mlx_lm_trainer}[name]
+    optimizer = _trained(part, trainer, micro_batches[:4], make_adam(), k=2)
+    result = run_schedule(part, optimizer, iteration=4, k=2)
+    assert result.status == "pass", result.message
+
+
+def test_schedule_fails_when_the_configured_schedule_is_ignored(part, micro_batches):
+    from types import SimpleNamespace
+
+    optimizer = faults.schedule_ignored_optimizer(SimpleNamespace(learning_rate=1e-3))
+    _trained(part, acc.harness_trainer, micro_batches[:2], optimizer)  # inside the warmup
+    result = run_schedule(part, optimizer, iteration=2)
+    assert result.status == "fail" and "the schedule gives" in result.message
+
+
+def test_schedule_fails_when_every_micro_batch_steps_the_optimizer(part, micro_batches):
+    optimizer = _trained(
+        part, faults.update_every_micro_batch_trainer, micro_batches[:4], make_adam(), k=2
+    )
+    result = run_schedule(part, optimizer, iteration=4, k=2)
+    assert result.status == "fail" and "4 optimizer updates after 4 iterations, expected 2" in (
+        result.message
+    )

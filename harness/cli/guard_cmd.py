@@ -44,6 +44,11 @@ def register(commands) -> None:
         metavar="N",
         help=f"steps between periodic checks (default {DEFAULT_CHECK_EVERY})",
     )
+    parser.add_argument(
+        "--check-resume",
+        action="store_true",
+        help="at the start, measure what stopping and resuming (--resume-adapter-file) loses",
+    )
     add_output_args(parser)
     parser.set_defaults(handler=handle)
 
@@ -67,7 +72,7 @@ def handle(args) -> int:
         document = report.build(guarded, run_id, command, started_at, started, "running")
         write_atomic(folder / "live.json", _dumps(document))
 
-    guarded = GuardedRun(mlx_args, args.check_every, on_report=live)
+    guarded = GuardedRun(mlx_args, args.check_every, on_report=live, check_resume=args.check_resume)
     _say(
         args,
         f"lora-harness guard: training {mlx_args.model} for {mlx_args.iters} steps, "

@@ -26,8 +26,19 @@ from lora_harness.runs.watch import Watch
 class GuardedRun:
     """One guarded mlx_lm.lora run; `monitor` holds every result, `stopped` the stop."""
 
-    def __init__(self, args, check_every: int, on_report=None, hooks=()):
+    def __init__(
+        self,
+        args,
+        check_every: int,
+        on_report=None,
+        hooks=(),
+        optimizer=None,
+        check_resume: bool = False,
+    ):
         self.args, self.check_every, self.on_report = args, check_every, on_report
+        # The user's own optimizer (and schedule), used instead of the one the config builds;
+        # lr_schedule_applied holds it to the configured lr_schedule.
+        self.user_optimizer, self.check_resume = optimizer, check_resume
         self.hooks = list(hooks)  # callables(run, iteration): tests plant faults here
         self.watch = self.monitor = self.model = self.optimizer = None
         self.steps: list[dict] = []  # mlx-lm's loss reports
@@ -93,7 +104,7 @@ class GuardedRun:
         adapter_path = Path(args.adapter_path)
         adapter_path.mkdir(parents=True, exist_ok=True)
         save_config(vars(args), adapter_path / "adapter_config.json")
-        self.optimizer = make_optimizer(args)
+        self.optimizer = self.user_optimizer or make_optimizer(args)
         self.watch = Watch(model, self.optimizer, lora=lora)
         self.watch.expectations = expectations
         has_text = not str(args.model).startswith("random:")
@@ -121,17 +132,30 @@ class GuardedRun:
         """Trainer-behaviour checks at the start, on mlx-lm's own trainer and the run's data."""
         from mlx_lm.tuner.trainer import iterate_batches
 
+        from lora_harness.checks.lr_schedule_applied import ScheduleProbe
         from lora_harness.guard.accumulation import AccumulationProbe, mlx_lm_trainer
 
-        args, context, start = self.args, {}, []
+        args, start = self.args, []
         k = args.grad_accumulation_steps
+        context = {
+            "schedule": ScheduleProbe(
+                configured_lr(args), k, str(args.lr_schedule or args.learning_rate)
+            )
+        }
+        if k == 1 and not self.check_resume:
+            return {"context": context, "extra": {"start": start}}
+        numpy_state = np.random.get_state()  # the run's own batch order must not move
+        batches = iterate_batches(train_data, args.batch_size, args.max_seq_length, loop=True)
+        micro = [next(batches) for _ in range(max(k + max(1, k // 2), 4 * k))]
+        np.random.set_state(numpy_state)
         if k > 1:
-            numpy_state = np.random.get_state()  # the run's own batch order must not move
-            batches = iterate_batches(train_data, args.batch_size, args.max_seq_length, loop=True)
-            micro = [next(batches) for _ in range(k + max(1, k // 2))]
-            np.random.set_state(numpy_state)
             context["accumulation"] = AccumulationProbe(mlx_lm_trainer, "mlx_lm", k, micro)
             start.append("grad_accumulation_matches_batch")
+        if self.check_resume:
+            from lora_harness.guard.resume import mlx_lm_probe
+
+            context["resume"] = mlx_lm_probe(lambda: make_optimizer(args), micro[: 4 * k], k)
+            start.append("resume_continues_run")
         return {"context": context, "extra": {"start": start}}
 
     # -- the hooks mlx-lm's train() offers --------------------------------------------------
@@ -203,6 +227,13 @@ class GuardedRun:
                 )
 
         return _Report()
+
+
+def configured_lr(args):
+    """The lr the config asks for, read afresh: build_schedule(lr_schedule) or learning_rate."""
+    from mlx_lm.tuner.utils import build_schedule
+
+    return build_schedule(args.lr_schedule) if args.lr_schedule else float(args.learning_rate)
 
 
 def make_optimizer(args):

@@ -23,6 +23,7 @@ PERIODIC = [
     "gradient_tree_matches_trainable",
     "optimizer_state_matches_trainable",
     "training_values_finite",
+    "lr_schedule_applied",
 ]
 CHECKPOINT = PERIODIC + ["checkpoint_file_exact", "generation_probe"]
 END = PERIODIC + ["adapters_changed", "loss_finite_and_decreasing"]

@@ -40,3 +40,63 @@ def drop_partial_window_trainer(model, optimizer, micro_batches, k) -> None:
     for tokens, lengths in micro_batches:
         step(tokens, lengths)
         mx.eval(model.state, optimizer.state)
+
+
+def resume_without_step(make_optimizer, batches):
+    """Restores the moments but drops the optimizer's step (a state dict saved without its
+    counters; torchtune #2360-style): Adam's bias correction and the schedule restart."""
+    from mlx.utils import tree_unflatten
+
+    from lora_harness.guard.resume import harness_probe
+    from lora_harness.lora import checkpoint
+
+    probe = harness_probe(make_optimizer, batches)
+
+    def resume(model, folder):
+        model.load_weights(f"{folder}/{checkpoint.ADAPTERS}", strict=False)
+        state = mx.load(f"{folder}/{checkpoint.OPTIMIZER}")
+        state.pop("step")
+        optimizer = make_optimizer()
+        optimizer.state = {**optimizer.state, **tree_unflatten(list(state.items()))}
+        return optimizer
+
+    probe.resume, probe.trainer_name = resume, "resume_without_step"
+    return probe
+
+
+def resume_reinitialises_adapters(make_optimizer, batches):
+    """Restores the optimizer but not the adapter weights (PEFT/transformers
+    resume_from_checkpoint with a LoRA model whose adapter file was not found: training
+    continues from freshly initialised adapters)."""
+    from mlx.utils import tree_unflatten
+
+    from lora_harness.guard.resume import harness_probe
+    from lora_harness.lora import checkpoint
+
+    probe = harness_probe(make_optimizer, batches)
+
+    def resume(model, folder):
+        state = mx.load(f"{folder}/{checkpoint.OPTIMIZER}")
+        optimizer = make_optimizer()
+        optimizer.state = tree_unflatten(list(state.items()))
+        return optimizer
+
+    probe.resume, probe.trainer_name = resume, "resume_reinitialises_adapters"
+    return probe
+
+
+def schedule_ignored_optimizer(args):
+    """The optimizer gets the constant learning_rate although lr_schedule is configured
+    (a hand-written loop that reads config['learning_rate'] only; mlx-examples #1046-style)."""
+    import mlx.optimizers as optim
+
+    return optim.Adam(learning_rate=float(args.learning_rate))
+
+
+def update_every_micro_batch_trainer(model, optimizer, micro_batches, k) -> None:
+    """Steps the optimizer on every micro-batch with the gradient divided by k (accumulation
+    that forgot to hold the update): k times the updates, the schedule k times too fast."""
+    step = trainer.make_step(model, optimizer)
+    for tokens, lengths in micro_batches:
+        step(tokens, lengths)
+        mx.eval(model.state, optimizer.state)
