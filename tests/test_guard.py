@@ -34,6 +34,7 @@ def guard_flags(tmp_path, iters, **extra):
         "val-batches": 1,
         "adapter-path": str(tmp_path / "adapters"),
         "out": str(tmp_path / "out"),
+        "inference-format": "text",  # text rows, prompted raw (the voice checks' way)
         **extra,
     }
     return [item for k, v in flags.items() for item in (f"--{k}", str(v))] + ["-q"]
@@ -108,7 +109,13 @@ def test_guard_stops_a_planted_base_write_at_the_next_check(tmp_path, fixture_so
     from lora_harness.guard.mlx_lm_run import GuardedRun
 
     flags = {k.replace("-", "_"): v for k, v in _pairs(guard_flags(tmp_path, 60)).items()}
-    run = GuardedRun(namespace(_typed(flags)), check_every=10, hooks=[planted_base_write(23)])
+    flags.pop("inference_format")
+    run = GuardedRun(
+        namespace(_typed(flags)),
+        check_every=10,
+        hooks=[planted_base_write(23)],
+        inference_format="text",
+    )
     run.run()
     stop = run.monitor.stopped
     assert (stop.result.name, stop.iteration) == ("frozen_base_unchanged", 30)
@@ -145,3 +152,11 @@ def test_guard_reports_mlx_lms_accumulation_deviation_and_stops_at_start(tmp_pat
     assert ev["trainer"] == "mlx_lm" and len(set(ev["micro_batch_loss_tokens"])) > 1
     assert ev["deviation"] > ev["allowed"] and "% away from one batch" in check["message"]
     assert ev["updates_with_partial_window"] < ev["expected_updates_with_partial_window"]
+
+
+def test_guard_stops_text_training_meant_for_chat_prompts_before_step_one(tmp_path, fixture_source):
+    flags = guard_flags(tmp_path, 20, **{"inference-format": "auto"})
+    assert main(["guard", *flags]) == 1
+    stop = read_report(tmp_path)["guard"]["stopped"]
+    assert (stop["check"], stop["iteration"]) == ("chat_format_parity", 0)
+    assert "plain text" in stop["message"]

@@ -192,3 +192,69 @@ def test_schedule_fails_when_every_micro_batch_steps_the_optimizer(part, micro_b
     assert result.status == "fail" and "4 optimizer updates after 4 iterations, expected 2" in (
         result.message
     )
+
+
+# -- chat-format parity -------------------------------------------------------------------------
+
+
+def rows_of(kind, count=4):
+    from lora_harness.text.data import default_prompts, default_rows
+
+    texts = [r["text"] for r in default_rows(count)]
+    prompts = default_prompts()
+    if kind == "text":
+        return [{"text": t} for t in texts]
+    if kind == "completions":
+        return [{"prompt": p, "completion": t} for p, t in zip(prompts, texts, strict=False)]
+    return [
+        {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": t}]}
+        for p, t in zip(prompts, texts, strict=False)
+    ]
+
+
+def run_chat(part, dataset, rows, inference, mask_prompt):
+    from lora_harness.checks.chat_format_parity import ChatFormatProbe
+
+    probe = ChatFormatProbe(dataset.process, rows, part.tokenizer, inference, mask_prompt)
+    return all_checks()["chat_format_parity"]().run(Ctx(part, chat_format=probe))
+
+
+@pytest.mark.parametrize(
+    "kind, inference", [("chat", "chat"), ("completions", "chat"), ("text", "text")]
+)
+def test_chat_format_passes_on_mlx_lms_own_datasets(part, kind, inference):
+    from types import SimpleNamespace
+
+    from mlx_lm.tuner.datasets import create_dataset
+
+    rows = rows_of(kind)
+    mask = kind != "text"
+    dataset = create_dataset(rows, part.tokenizer, SimpleNamespace(mask_prompt=mask))
+    result = run_chat(part, dataset, rows, inference, mask)
+    assert result.status == "pass", result.message
+
+
+def test_chat_format_fails_on_an_offset_without_the_generation_prompt(part):
+    rows = rows_of("chat")
+    dataset = faults.offset_without_generation_prompt(rows, part.tokenizer)
+    result = run_chat(part, dataset, rows, "chat", True)
+    assert (
+        result.status == "fail"
+        and "assistant" in result.message
+        and "trained on" in (result.message)
+    )
+
+
+def test_chat_format_fails_on_text_training_with_chat_prompts(part):
+    from types import SimpleNamespace
+
+    from mlx_lm.tuner.datasets import create_dataset
+
+    from lora_harness.checks.chat_format_parity import default_inference
+
+    rows = rows_of("text")
+    dataset = create_dataset(rows, part.tokenizer, SimpleNamespace(mask_prompt=False))
+    inference = default_inference(part.tokenizer)  # mlx_lm.generate's: the fixture has a template
+    result = run_chat(part, dataset, rows, inference, False)
+    assert inference == "chat"
+    assert result.status == "fail" and "plain text" in result.message

@@ -49,6 +49,13 @@ def register(commands) -> None:
         action="store_true",
         help="at the start, measure what stopping and resuming (--resume-adapter-file) loses",
     )
+    parser.add_argument(
+        "--inference-format",
+        choices=("auto", "chat", "text"),
+        default="auto",
+        help="how the adapter will be prompted: chat (the chat template with the generation "
+        "prompt), text (raw); auto: as mlx_lm.generate does (chat if the tokenizer has a template)",
+    )
     add_output_args(parser)
     parser.set_defaults(handler=handle)
 
@@ -72,7 +79,13 @@ def handle(args) -> int:
         document = report.build(guarded, run_id, command, started_at, started, "running")
         write_atomic(folder / "live.json", _dumps(document))
 
-    guarded = GuardedRun(mlx_args, args.check_every, on_report=live, check_resume=args.check_resume)
+    guarded = GuardedRun(
+        mlx_args,
+        args.check_every,
+        on_report=live,
+        check_resume=args.check_resume,
+        inference_format=args.inference_format,
+    )
     _say(
         args,
         f"lora-harness guard: training {mlx_args.model} for {mlx_args.iters} steps, "

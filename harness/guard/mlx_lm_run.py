@@ -34,11 +34,13 @@ class GuardedRun:
         hooks=(),
         optimizer=None,
         check_resume: bool = False,
+        inference_format: str = "auto",
     ):
         self.args, self.check_every, self.on_report = args, check_every, on_report
         # The user's own optimizer (and schedule), used instead of the one the config builds;
         # lr_schedule_applied holds it to the configured lr_schedule.
         self.user_optimizer, self.check_resume = optimizer, check_resume
+        self.inference_format = inference_format  # how the adapter will be prompted
         self.hooks = list(hooks)  # callables(run, iteration): tests plant faults here
         self.watch = self.monitor = self.model = self.optimizer = None
         self.steps: list[dict] = []  # mlx-lm's loss reports
@@ -57,6 +59,7 @@ class GuardedRun:
         self.model, self.tokenizer = model, tokenizer
         train_set, valid_set, _ = load_dataset(args, tokenizer)
         train_data = CacheDataset(train_set)
+        self.train_set = train_set
         training_args = self._prepare(model, tokenizer, train_data)
         try:
             with self.watch:
@@ -142,6 +145,8 @@ class GuardedRun:
                 configured_lr(args), k, str(args.lr_schedule or args.learning_rate)
             )
         }
+        context["chat_format"] = self._chat_probe()
+        start.append("chat_format_parity")
         if k == 1 and not self.check_resume:
             return {"context": context, "extra": {"start": start}}
         numpy_state = np.random.get_state()  # the run's own batch order must not move
@@ -157,6 +162,17 @@ class GuardedRun:
             context["resume"] = mlx_lm_probe(lambda: make_optimizer(args), micro[: 4 * k], k)
             start.append("resume_continues_run")
         return {"context": context, "extra": {"start": start}}
+
+    def _chat_probe(self):
+        from lora_harness.checks.chat_format_parity import ChatFormatProbe, default_inference
+
+        rows = [self.train_set[i] for i in range(min(8, len(self.train_set)))]
+        inference = self.inference_format
+        if inference == "auto":
+            inference = default_inference(self.tokenizer)
+        return ChatFormatProbe(
+            self.train_set.process, rows, self.tokenizer, inference, bool(self.args.mask_prompt)
+        )
 
     # -- the hooks mlx-lm's train() offers --------------------------------------------------
     def _iterate_batches(

@@ -100,3 +100,18 @@ def update_every_micro_batch_trainer(model, optimizer, micro_batches, k) -> None
     for tokens, lengths in micro_batches:
         step(tokens, lengths)
         mx.eval(model.state, optimizer.state)
+
+
+def offset_without_generation_prompt(rows, tokenizer):
+    """mlx-lm's ChatDataset with the assistant offset computed without the generation prompt
+    (mlx-examples #1021-style): the loss covers '<|im_start|>assistant\\n', which inference
+    supplies, so the model learns to emit it."""
+    from mlx_lm.tuner.datasets import ChatDataset
+
+    class Shifted(ChatDataset):
+        def process(self, d):
+            tokens, _ = super().process(d)
+            offset = len(self.tokenizer.apply_chat_template(d["messages"][:-1], return_dict=False))
+            return tokens, offset
+
+    return Shifted(rows, tokenizer, mask_prompt=True)
