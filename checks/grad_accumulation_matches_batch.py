@@ -15,8 +15,8 @@ class GradAccumulationMatchesBatch(Check):
         "the same rows (the loss's own token mean), and a last shorter window is applied"
     )
     symptom = (
-        "Gradient accumulation that averages per-micro-batch token means (mlx-lm 0.32.2, "
-        "transformers before 4.46, torchtune before #1875) over-weights short rows whenever "
+        "Gradient accumulation that averages per-micro-batch token means (mlx-lm 0.32.2; "
+        "transformers before its 2024 fix, torchtune before PR #1875) over-weights short rows whenever "
         "micro-batches hold different token counts, and a run whose iters is not a multiple "
         "of k silently drops the last micro-batches."
     )

@@ -13,7 +13,7 @@ class ResumeContinuesRun(Check):
     symptom = (
         "A resume that reloads only the adapters (mlx_lm.lora --resume-adapter-file) restarts "
         "Adam with zero moments at step 0 and the schedule's warmup again; one that restores "
-        "the optimizer but re-initialises the adapters (PEFT resume_from_checkpoint) throws "
+        "the optimizer but re-initialises the adapters (huggingface/diffusers #12689) throws "
         "the training away. The loss jumps after the resume and the run is not reproducible."
     )
     remedy = (

@@ -13,8 +13,9 @@ from lora_harness.lora import trainer
 
 
 def mean_of_means_trainer(model, optimizer, micro_batches, k) -> None:
-    """Averages per-micro-batch token means (transformers #34191 before 4.46, torchtune #1875
-    before its fix, mlx-lm PR #1413): short micro-batches weigh as much as long ones."""
+    """Averages per-micro-batch token means: what mlx-lm 0.32.2 does (mlx-lm PRs #1413/#1544,
+    closed unmerged) and torchtune did before PR #1875 (huggingface/blog PR #2414 for
+    transformers): short micro-batches weigh as much as long ones."""
     from mlx_lm.tuner.trainer import default_loss
 
     grad_fn = nn.value_and_grad(model, default_loss)
@@ -34,8 +35,8 @@ def mean_of_means_trainer(model, optimizer, micro_batches, k) -> None:
 
 
 def drop_partial_window_trainer(model, optimizer, micro_batches, k) -> None:
-    """Token-weighted, but the last window shorter than k is never applied (mlx-lm #1544:
-    iters not a multiple of grad_accumulation_steps)."""
+    """Token-weighted, but the last window shorter than k is never applied (the second bug
+    of mlx-lm PR #1544: iters not a multiple of grad_accumulation_steps)."""
     step = trainer.make_accumulating_step(model, optimizer, k)
     for tokens, lengths in micro_batches:
         step(tokens, lengths)
@@ -43,8 +44,9 @@ def drop_partial_window_trainer(model, optimizer, micro_batches, k) -> None:
 
 
 def resume_without_step(make_optimizer, batches):
-    """Restores the moments but drops the optimizer's step (a state dict saved without its
-    counters; torchtune #2360-style): Adam's bias correction and the schedule restart."""
+    """Restores the moments but not the optimizer's step: the LR schedule restarts after a
+    resume (lm-sys/FastChat PR #1280: 'we lose the LR schedule'; starVLA PR #210: an LR
+    spike after resuming), and Adam's bias correction starts over."""
     from mlx.utils import tree_unflatten
 
     from lora_harness.guard.resume import harness_probe
@@ -65,9 +67,8 @@ def resume_without_step(make_optimizer, batches):
 
 
 def resume_reinitialises_adapters(make_optimizer, batches):
-    """Restores the optimizer but not the adapter weights (PEFT/transformers
-    resume_from_checkpoint with a LoRA model whose adapter file was not found: training
-    continues from freshly initialised adapters)."""
+    """Restores the optimizer but not the adapter weights: training continues from freshly
+    initialised adapters (huggingface/diffusers #12689, huggingface/lerobot #3459)."""
     from mlx.utils import tree_unflatten
 
     from lora_harness.guard.resume import harness_probe
@@ -86,16 +87,17 @@ def resume_reinitialises_adapters(make_optimizer, batches):
 
 
 def schedule_ignored_optimizer(args):
-    """The optimizer gets the constant learning_rate although lr_schedule is configured
-    (a hand-written loop that reads config['learning_rate'] only; mlx-examples #1046-style)."""
+    """The optimizer gets the constant learning_rate although a schedule is configured (an
+    MLX SFT wrapper forwarding only learning_rate: MakazhanAlpamys/Soup #686)."""
     import mlx.optimizers as optim
 
     return optim.Adam(learning_rate=float(args.learning_rate))
 
 
 def update_every_micro_batch_trainer(model, optimizer, micro_batches, k) -> None:
-    """Steps the optimizer on every micro-batch with the gradient divided by k (accumulation
-    that forgot to hold the update): k times the updates, the schedule k times too fast."""
+    """Steps the optimizer (and so its schedule) on every micro-batch instead of once per
+    window: the schedule runs k times too fast (huggingface/accelerate #963,
+    Lightning-AI/pytorch-lightning #1476)."""
     step = trainer.make_step(model, optimizer)
     for tokens, lengths in micro_batches:
         step(tokens, lengths)
@@ -104,7 +106,7 @@ def update_every_micro_batch_trainer(model, optimizer, micro_batches, k) -> None
 
 def offset_without_generation_prompt(rows, tokenizer):
     """mlx-lm's ChatDataset with the assistant offset computed without the generation prompt
-    (mlx-examples #1021-style): the loss covers '<|im_start|>assistant\\n', which inference
+    (fixed in mlx-lm PR #584): the loss covers the assistant header, which inference
     supplies, so the model learns to emit it."""
     from mlx_lm.tuner.datasets import ChatDataset
 
