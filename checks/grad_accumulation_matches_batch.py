@@ -27,7 +27,7 @@ class GradAccumulationMatchesBatch(Check):
     requires = ("weights",)
 
     def measure(self, ctx) -> Measurement:
-        from lora_harness.guard.accumulation import measure
+        from lora_harness.lora.accumulation import measure
 
         probe = getattr(ctx, "accumulation", None)
         if probe is None or probe.steps < 2:

@@ -24,7 +24,7 @@ class ResumeContinuesRun(Check):
     requires = ("weights",)
 
     def measure(self, ctx) -> Measurement:
-        from lora_harness.guard.resume import measure
+        from lora_harness.lora.resume_probe import measure
 
         probe = getattr(ctx, "resume", None)
         if probe is None:

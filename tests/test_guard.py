@@ -105,8 +105,8 @@ def planted_base_write(at):
 
 
 def test_guard_stops_a_planted_base_write_at_the_next_check(tmp_path, fixture_source):
-    from lora_harness.guard.mlx_lm_args import namespace
-    from lora_harness.guard.mlx_lm_run import GuardedRun
+    from lora_harness.runs.guard_args import namespace
+    from lora_harness.runs.guard_mlx_lm import GuardedRun
 
     flags = {k.replace("-", "_"): v for k, v in _pairs(guard_flags(tmp_path, 60)).items()}
     flags.pop("inference_format")

@@ -6,10 +6,10 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from lora_harness.guard.monitor import GuardStop
 from lora_harness.lora import trainer
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT
+from lora_harness.runs.guard_monitor import GuardStop
 from lora_harness.runs.model_part import ModelPart
 from lora_harness.runs.watch import watch
 
@@ -96,7 +96,7 @@ def test_a_stale_checkpoint_fails_as_different_from_memory(part, tmp_path):
 
 def test_generation_probe_fails_on_nan_logits_and_passes_clean(part, tmp_path):
     from lora_harness.core.checking import REGISTRY
-    from lora_harness.guard.monitor import Moment
+    from lora_harness.runs.guard_monitor import Moment
 
     w = user_loop(part, tmp_path, steps=2, check_every=100, save_every=100)
     moment = Moment(w.monitor, w.monitor.outcome(), 2)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from mlx_lm.tuner.trainer import iterate_batches
 
-from lora_harness.guard import accumulation as acc
-from lora_harness.guard import trainer_faults as faults
+from lora_harness.lora import accumulation as acc
+from lora_harness.lora import trainer_faults as faults
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT
 from lora_harness.runs.model_part import ModelPart
@@ -96,14 +96,14 @@ def run_resume(part, probe):
 
 
 def test_resume_passes_on_the_harness_checkpoint(part, micro_batches):
-    from lora_harness.guard.resume import harness_probe
+    from lora_harness.lora.resume_probe import harness_probe
 
     result = run_resume(part, harness_probe(make_adam, micro_batches))
     assert result.status == "pass", result.message
 
 
 def test_resume_measures_what_mlx_lms_resume_adapter_file_loses(part, micro_batches):
-    from lora_harness.guard.resume import mlx_lm_probe
+    from lora_harness.lora.resume_probe import mlx_lm_probe
 
     result = run_resume(part, mlx_lm_probe(make_adam, micro_batches))
     ev = result.evidence
@@ -129,7 +129,7 @@ def test_the_resume_probe_leaves_the_runs_adapters_as_they_were(part, micro_batc
     from mlx.utils import tree_flatten
 
     from lora_harness.core import fingerprint
-    from lora_harness.guard.resume import mlx_lm_probe
+    from lora_harness.lora.resume_probe import mlx_lm_probe
 
     before = fingerprint.fingerprint(dict(tree_flatten(part.lora_model.trainable_parameters())))
     run_resume(part, mlx_lm_probe(make_adam, micro_batches))
@@ -157,7 +157,7 @@ def run_schedule(part, optimizer, iteration, k=1):
 
 
 def _trained(part, trainer, batches, optimizer, k=1):
-    from lora_harness.guard.resume import _adapters, _set
+    from lora_harness.lora.resume_probe import _adapters, _set
 
     start = _adapters(part.lora_model)
     try:

@@ -74,7 +74,7 @@ def _plain(flags: dict, folder: str) -> None:
     from mlx_lm.tuner.datasets import load_dataset
     from mlx_lm.utils import load
 
-    from lora_harness.guard.mlx_lm_args import namespace
+    from lora_harness.runs.guard_args import namespace
 
     args = namespace({**flags, "adapter_path": f"{folder}/plain"})
     with _quiet():
@@ -85,8 +85,8 @@ def _plain(flags: dict, folder: str) -> None:
 
 
 def _guarded(flags: dict, folder: str, check_every: int) -> float:
-    from lora_harness.guard.mlx_lm_args import namespace
-    from lora_harness.guard.mlx_lm_run import GuardedRun
+    from lora_harness.runs.guard_args import namespace
+    from lora_harness.runs.guard_mlx_lm import GuardedRun
 
     args = namespace({**flags, "adapter_path": f"{folder}/guarded"})
     run = GuardedRun(args, check_every, inference_format="text")

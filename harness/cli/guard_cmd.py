@@ -25,7 +25,7 @@ while it runs; report.json, report.html and junit.xml when it ends.
 
 
 def register(commands) -> None:
-    from lora_harness.guard.mlx_lm_args import mlx_lm_parser
+    from lora_harness.runs.guard_args import mlx_lm_parser
 
     parser = commands.add_parser(
         "guard",
@@ -62,9 +62,9 @@ def register(commands) -> None:
 
 def handle(args) -> int:
     from lora_harness.core.errors import InputError
-    from lora_harness.guard import report
-    from lora_harness.guard.mlx_lm_args import namespace
-    from lora_harness.guard.mlx_lm_run import GuardedRun
+    from lora_harness.runs import guard_report as report
+    from lora_harness.runs.guard_args import namespace
+    from lora_harness.runs.guard_mlx_lm import GuardedRun
     from lora_harness.runs.run import new_run_id, now
 
     if args.check_every < 1:

@@ -82,7 +82,7 @@ class Watch:
         self._before = (adapter, _as_unconverted(self.model.lora_model, base))
         self._wrap_optimizer()
         if self._guard_options is not None:
-            from lora_harness.guard.monitor import Monitor
+            from lora_harness.runs.guard_monitor import Monitor
 
             self.monitor = Monitor(self, **self._guard_options)
             self.monitor.start()
@@ -96,8 +96,12 @@ class Watch:
             self.asserted = True
             self._loop_error = exc_type.__name__
             return
+        self._outcome = self.snapshot()
+
+    def snapshot(self) -> TrainingOutcome:
+        """The training state now (fingerprints again): what the checks read at any moment."""
         adapter_after, base_after = fingerprints(self.model.lora_model)
-        self._outcome = TrainingOutcome(
+        return TrainingOutcome(
             metrics=list(self.losses),
             gradient_keys=set(self.gradient_keys),
             optimizer_state_keys=optimizer_state_keys(self.optimizer) if self.optimizer else set(),

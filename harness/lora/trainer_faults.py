@@ -49,8 +49,8 @@ def resume_without_step(make_optimizer, batches):
     spike after resuming), and Adam's bias correction starts over."""
     from mlx.utils import tree_unflatten
 
-    from lora_harness.guard.resume import harness_probe
     from lora_harness.lora import checkpoint
+    from lora_harness.lora.resume_probe import harness_probe
 
     probe = harness_probe(make_optimizer, batches)
 
@@ -71,8 +71,8 @@ def resume_reinitialises_adapters(make_optimizer, batches):
     initialised adapters (huggingface/diffusers #12689, huggingface/lerobot #3459)."""
     from mlx.utils import tree_unflatten
 
-    from lora_harness.guard.resume import harness_probe
     from lora_harness.lora import checkpoint
+    from lora_harness.lora.resume_probe import harness_probe
 
     probe = harness_probe(make_optimizer, batches)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
-from lora_harness.guard.accumulation import relative_distance
+from lora_harness.lora.accumulation import relative_distance
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lora_harness.core.checking import CheckResult
 from lora_harness.runs import suites
-from lora_harness.runs.training import TrainingOutcome, fingerprints, optimizer_state_keys
+from lora_harness.runs.training import TrainingOutcome
 
 START = list(suites.STRUCTURE)
 PERIODIC = [
@@ -119,21 +119,7 @@ class Monitor:
 
     # -- running ---------------------------------------------------------------------
     def outcome(self) -> TrainingOutcome:
-        watch, model = self.watch, self.watch.model.lora_model
-        adapter_after, base_after = fingerprints(model)
-        from lora_harness.runs.watch import _as_unconverted
-
-        optimizer = watch.optimizer
-        return TrainingOutcome(
-            metrics=list(watch.losses),
-            gradient_keys=set(watch.gradient_keys),
-            optimizer_state_keys=optimizer_state_keys(optimizer) if optimizer else set(),
-            base_before=watch._before[1],
-            base_after=_as_unconverted(model, base_after),
-            adapter_before=watch._before[0],
-            adapter_after=adapter_after,
-            optimizer=optimizer,
-        )
+        return self.watch.snapshot()
 
     def _run(self, names: list[str], iteration: int, phase: str, **extra) -> None:
         started = time.perf_counter()

@@ -21,7 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from lora_harness.guard.recorder import GradientRecorder, handed, updates
+from lora_harness.lora.recorder import GradientRecorder, handed, updates
 
 # trainer(model, optimizer, micro_batches, k): runs one training pass over micro_batches
 Trainer = Callable[[nn.Module, object, list, int], None]

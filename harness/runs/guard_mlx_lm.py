@@ -18,8 +18,8 @@ import mlx.core as mx
 import numpy as np
 
 from lora_harness.core.errors import InputError
-from lora_harness.guard.mlx_lm_args import lora_config
-from lora_harness.guard.monitor import GuardStop
+from lora_harness.runs.guard_args import lora_config
+from lora_harness.runs.guard_monitor import GuardStop
 from lora_harness.runs.watch import Watch
 
 
@@ -136,7 +136,7 @@ class GuardedRun:
         from mlx_lm.tuner.trainer import iterate_batches
 
         from lora_harness.checks.lr_schedule_applied import ScheduleProbe
-        from lora_harness.guard.accumulation import AccumulationProbe, mlx_lm_trainer
+        from lora_harness.lora.accumulation import AccumulationProbe, mlx_lm_trainer
 
         args, start = self.args, []
         k = args.grad_accumulation_steps
@@ -157,7 +157,7 @@ class GuardedRun:
             context["accumulation"] = AccumulationProbe(mlx_lm_trainer, "mlx_lm", k, micro)
             start.append("grad_accumulation_matches_batch")
         if self.check_resume:
-            from lora_harness.guard.resume import mlx_lm_probe
+            from lora_harness.lora.resume_probe import mlx_lm_probe
 
             context["resume"] = mlx_lm_probe(lambda: make_optimizer(args), micro[: 4 * k], k)
             start.append("resume_continues_run")
