@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import mlx.core as mx
 import pytest
 
 from lora_harness.cli import main
+from lora_harness.reports import json_report
 
 
 def write_data(folder, rows=24):
@@ -90,7 +92,15 @@ def test_guard_stops_a_resume_from_a_nan_checkpoint_at_the_first_check(tmp_path,
         },
     )
     assert main(["guard", *flags]) == 1
-    stop = read_report(tmp_path)["guard"]["stopped"]
+    report = read_report(tmp_path)
+    jsonschema.validate(report, json_report.schema())  # the run report's own schema
+    assert {p.name for p in next((tmp_path / "out").glob("*/")).iterdir()} >= {
+        "report.json",
+        "report.html",
+        "junit.xml",
+        "live.json",
+    }
+    stop = report["guard"]["stopped"]
     assert (stop["check"], stop["iteration"]) == ("training_values_finite", 10)
     assert stop["remedy"]
 

@@ -25,7 +25,14 @@ def user_loop(part, tmp_path, steps=20, check_every=5, save_every=10, plant=None
     """A user's loop: its own compiled step, its own saves; the guard sees on_loss/on_save."""
     model = part.lora_model
     optimizer = trainer.make_optimizer(model, part.lora)
-    guard = {"check_every": check_every, "tokenizer": part.tokenizer, "has_text": True}
+    from lora_harness.checks.lr_schedule_applied import ScheduleProbe
+
+    guard = {
+        "check_every": check_every,
+        "tokenizer": part.tokenizer,
+        "has_text": True,
+        "context": {"schedule": ScheduleProbe(part.lora.learning_rate)},  # the loop's own lr
+    }
     with watch(model, optimizer, lora=part.lora, config=part.source.config, guard=guard) as w:
         w.monitor.last_batch = part.probe_batch
         step = trainer.make_step(model, optimizer)

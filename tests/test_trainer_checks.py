@@ -258,3 +258,17 @@ def test_chat_format_fails_on_text_training_with_chat_prompts(part):
     result = run_chat(part, dataset, rows, inference, False)
     assert inference == "chat"
     assert result.status == "fail" and "plain text" in result.message
+
+
+def test_lora_harness_run_checks_its_own_trainer_with_grad_accumulation(tmp_path, fixture_cache):
+    import json
+
+    from lora_harness.cli import main
+
+    names = ["grad_accumulation_matches_batch", "resume_continues_run"]
+    args = ["run", "--grad-accumulation-steps", "2", "--out", str(tmp_path), "-q"]
+    args += [item for name in names for item in ("--check", name)]
+    code = main([*args, "--json", str(tmp_path / "r.json")])
+    checks = {c["name"]: c for c in json.loads((tmp_path / "r.json").read_text())["checks"]}
+    assert code == 0, {n: c["message"] for n, c in checks.items()}
+    assert checks["grad_accumulation_matches_batch"]["evidence"]["trainer"] == "harness"

@@ -161,6 +161,26 @@ class Monitor:
         checked = [r["iteration"] for r in self.timeline if r["check"] == result.name]
         self.results[result.name].evidence["checked_at_iterations"] = checked
 
+    def section(self) -> dict:
+        """Every mid-run result (the worst per check) and the timeline, for a report."""
+        section = {
+            "iteration": self.iteration,
+            "check_every": self.check_every,
+            "checks_s": round(self.checks_seconds, 4),
+            "checks": [r.to_dict() for r in self.results.values()],
+            "timeline": list(self.timeline),
+        }
+        if self.stopped is not None:
+            stop = self.stopped
+            section["stopped"] = {
+                "check": stop.result.name,
+                "iteration": stop.iteration,
+                "phase": stop.phase,
+                "message": stop.result.message,
+                "remedy": stop.result.remedy,
+            }
+        return section
+
     def write_live(self) -> None:
         if self.on_report is not None:
             self.on_report()

@@ -15,7 +15,6 @@ def build(
     """`state`: running (the live report), stopped (a hard failure) or finished."""
     monitor, watch = guarded.monitor, guarded.watch
     results = [r.to_dict() for r in monitor.results.values()] if monitor else []
-    stop = monitor.stopped if monitor else None
     model = {
         "spec": str(guarded.args.model),
         "kind": "local",
@@ -49,28 +48,21 @@ def build(
         "metrics": {"steps": list(guarded.steps), "summary": {}},
         "artifacts": {"adapter_path": str(guarded.args.adapter_path)},
         "summary": json_report.summarise(results),
-        "guard": guard_section(guarded, state, stop),
+        "guard": guard_section(guarded, state),
     }
 
 
-def guard_section(guarded, state: str, stop) -> dict:
+def guard_section(guarded, state: str) -> dict:
+    """The monitor's section (timeline, stop) with the run's own settings."""
     monitor = guarded.monitor
-    section = {
+    section = {k: v for k, v in monitor.section().items() if k != "checks"} if monitor else {}
+    return {
         "state": state,
         "trainer": "mlx_lm.tuner.trainer.train",
-        "iteration": monitor.iteration if monitor else 0,
         "iters": guarded.args.iters,
-        "check_every": guarded.check_every,
         "save_every": guarded.args.save_every,
-        "checks_s": round(monitor.checks_seconds, 4) if monitor else 0.0,
-        "timeline": list(monitor.timeline) if monitor else [],
+        "check_every": guarded.check_every,
+        "iteration": 0,
+        "timeline": [],
+        **section,
     }
-    if stop is not None:
-        section["stopped"] = {
-            "check": stop.result.name,
-            "iteration": stop.iteration,
-            "phase": stop.phase,
-            "message": stop.result.message,
-            "remedy": stop.result.remedy,
-        }
-    return section

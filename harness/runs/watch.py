@@ -188,6 +188,7 @@ class Watch:
             "checks": results,
             "metrics": {"steps": self.losses},
             "summary": json_report.summarise(results),
+            **({"guard": self.monitor.section()} if self.monitor else {}),
         }
 
     def assert_healthy(self) -> dict:
