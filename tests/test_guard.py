@@ -170,3 +170,14 @@ def test_guard_stops_text_training_meant_for_chat_prompts_before_step_one(tmp_pa
     stop = read_report(tmp_path)["guard"]["stopped"]
     assert (stop["check"], stop["iteration"]) == ("chat_format_parity", 0)
     assert "plain text" in stop["message"]
+
+
+def test_guard_check_resume_measures_what_mlx_lms_resume_loses(tmp_path, fixture_source):
+    flags = guard_flags(tmp_path, 20, **{"check-every": 10})
+    assert main(["guard", *flags, "--check-resume"]) == 1
+    report = read_report(tmp_path)
+    assert report["guard"]["stopped"]["check"] == "resume_continues_run"
+    (check,) = [c for c in report["checks"] if c["name"] == "resume_continues_run"]
+    lost = " ".join(check["evidence"]["lost"])
+    assert check["evidence"]["trainer"] == "mlx_lm"
+    assert "optimizer moments" in lost and "optimizer step" in lost
