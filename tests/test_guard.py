@@ -181,3 +181,24 @@ def test_guard_check_resume_measures_what_mlx_lms_resume_loses(tmp_path, fixture
     lost = " ".join(check["evidence"]["lost"])
     assert check["evidence"]["trainer"] == "mlx_lm"
     assert "optimizer moments" in lost and "optimizer step" in lost
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"model": "/nonexistent"}, "no such folder"),
+        ({"data": "/nonexistent"}, "no train.jsonl"),
+        ({"check-every": 0}, "--check-every must be at least 1"),
+        ({"num-layers": 16}, "more than the model's 4 blocks"),
+    ],
+)
+def test_guard_bad_input_is_one_line_and_exit_2(tmp_path, fixture_source, capsys, change, words):
+    flags = guard_flags(tmp_path, 10)
+    for key, value in change.items():
+        if f"--{key}" in flags:
+            flags[flags.index(f"--{key}") + 1] = str(value)
+        else:
+            flags += [f"--{key}", str(value)]
+    assert main(["guard", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err

@@ -55,13 +55,15 @@ def _validate(args: dict) -> None:
     for name in ("iters", "batch_size", "save_every", "steps_per_report"):
         if not isinstance(args[name], int) or args[name] < 1:
             raise InputError(f"--{name.replace('_', '-')} must be a whole number >= 1")
-    if args["model"].startswith(("fixture:", "random:", "shape:")):
-        from lora_harness.models.sources import resolve
+    from lora_harness.models.sources import resolve
 
-        source = resolve(args["model"])
-        if source.path is None:
-            raise InputError(f"--model {args['model']}: the guard trains a model folder")
-        args["model"] = str(source.path)
+    source = resolve(str(args["model"]))  # the same errors as `run` for a bad --model
+    if source.path is None:
+        raise InputError(
+            f"--model {args['model']}: the guard trains a model folder with weights "
+            "(a local folder, a hub id or fixture:tiny), not a shape-only or random model"
+        )
+    args["model"] = str(source.path)
     data = Path(str(args["data"])).expanduser()
     if not (data / "train.jsonl").is_file():
         raise InputError(
