@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         compare_cmd,
         doctor_cmd,
         fixture_cmd,
+        guard_cmd,
         list_cmd,
         remote_cmd,
         report_cmd,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (
         run_cmd,
+        guard_cmd,
         selftest_cmd,
         train_cmd,
         bench_cmd,

@@ -19,6 +19,8 @@ MEASUREMENTS = [
     "structure_at_scale",
     "gate_wall",
 ]
+# Whole training runs per side, so asked for by name: lora-harness bench --only guard_overhead
+OPT_IN = ["guard_overhead"]
 
 
 def register(commands) -> None:
@@ -41,7 +43,10 @@ def register(commands) -> None:
         help="interleaved pairs per comparison; 9 or more give a 95%% interval (default 9)",
     )
     parser.add_argument(
-        "--only", action="append", choices=MEASUREMENTS, help="run only this measurement"
+        "--only",
+        action="append",
+        choices=MEASUREMENTS + OPT_IN,
+        help="run only this measurement (guard_overhead only when asked for)",
     )
     add_output_args(parser)
     parser.set_defaults(handler=handle)
@@ -59,6 +64,13 @@ def _measure(name: str, source, settings, pairs: int) -> dict:
         return bench.lora_step_vs_forward(source, lora, reps=20)
     if name == "memory":
         return bench.memory(source, lora, steps * 4)
+    if name == "guard_overhead":
+        from lora_harness.bench.guard_bench import guard_overhead
+        from lora_harness.cli.guard_cmd import DEFAULT_CHECK_EVERY
+
+        if source.path is None:
+            raise InputError("guard_overhead trains a model folder: use fixture:tiny or a path")
+        return guard_overhead(source, lora, 3 * DEFAULT_CHECK_EVERY, pairs, DEFAULT_CHECK_EVERY)
     if name == "structure_at_scale":
         return bench_process.structure_at_scale()
     return bench_process.gate_wall(settings.model or "fixture:tiny")

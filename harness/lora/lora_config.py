@@ -60,6 +60,13 @@ class LoRAConfig:
             "fixture:tiny at rank 8, 1.8e-5 on a 7B",
         },
     )
+    grad_accumulation_steps: int = field(
+        default=1,
+        metadata={
+            "help": "micro-batches per optimizer step (token-weighted, as one batch of the "
+            "same rows; a last shorter window is applied)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed for LoRA init and batching"})
     max_seq_length: int = field(default=256, metadata={"help": "maximum tokens per example"})
     mask_prompt: bool = field(
@@ -99,6 +106,8 @@ class LoRAConfig:
             raise InputError("--keys is empty; name at least one key, e.g. self_attn.q_proj")
         if self.iters < 1 or self.batch_size < 1:
             raise InputError("--iters and --batch-size must be at least 1")
+        if self.grad_accumulation_steps < 1:
+            raise InputError("--grad-accumulation-steps must be at least 1")
 
 
 def coerce_field(name: str, value):

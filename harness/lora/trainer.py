@@ -15,7 +15,7 @@ from typing import Protocol
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_map
 
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
@@ -51,14 +51,22 @@ def train(
     distributed: bool = False,
     gradient_keys: set | None = None,
     batch_log: list[ConsumedBatch] | None = None,
+    grad_accumulation_steps: int = 1,
 ) -> list[dict]:
     """Train on every batch of `batches` (loss defaults to the recipe's); returns per-step metrics.
 
     With `distributed`, each rank passes its own shard and gradients are averaged across
     ranks inside the compiled step, as mlx-lm's trainer does. `batch_log`, if given,
-    receives a record of each batch exactly as the step is handed it.
+    receives a record of each batch exactly as the step is handed it. With
+    `grad_accumulation_steps` k > 1 each batch is a micro-batch and the optimizer steps
+    once per k of them (and once for a last, shorter window), on the token-weighted mean.
     """
-    step = make_step(model, optimizer, recipe, loss, distributed, gradient_keys)
+    if grad_accumulation_steps > 1:
+        step = make_accumulating_step(
+            model, optimizer, grad_accumulation_steps, recipe, loss, distributed, gradient_keys
+        )
+    else:
+        step = make_step(model, optimizer, recipe, loss, distributed, gradient_keys)
     state = [model.state, optimizer.state, mx.random.state]
     model.train()
     history = []
@@ -71,6 +79,9 @@ def train(
         history.append(_step_metrics(iteration, loss_value, loss_tokens, time.perf_counter() - tic))
         for callback in callbacks:
             callback(history[-1])
+    if hasattr(step, "flush"):
+        step.flush()  # the last, shorter window is applied, never dropped
+        mx.eval(state)
     return history
 
 
@@ -100,6 +111,65 @@ def make_step(
         optimizer.update(model, grads)
         return loss_value, loss_tokens
 
+    return step
+
+
+def make_accumulating_step(
+    model: nn.Module,
+    optimizer: optim.Optimizer,
+    steps: int,
+    recipe: Recipe = CORRECT,
+    loss=None,
+    distributed=False,
+    gradient_keys: set | None = None,
+):
+    """A step over micro-batches: the update of every `steps` of them is the gradient of the
+    token mean over all their loss tokens, as one batch of the same rows would give.
+
+    Each micro-batch's gradient is weighted by its loss tokens (its token *sum*), and the
+    window is divided by the window's tokens. mlx-lm 0.32.2 averages per-micro-batch token
+    means instead, which differs whenever micro-batches hold different token counts.
+    `step.flush()` applies a last window shorter than `steps`.
+    """
+    loss_and_grad = recipe.value_and_grad(model, loss or recipe.loss)
+    state = [model.state, optimizer.state, mx.random.state]
+    window = {"grads": None, "tokens": None, "count": 0}
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def accumulate(tokens, lengths, previous, previous_tokens):
+        (loss_value, loss_tokens), grads = loss_and_grad(model, tokens, lengths)
+        if gradient_keys is not None:
+            gradient_keys.update(name for name, _ in tree_flatten(grads))
+        weight = loss_tokens.astype(mx.float32)
+        grads = tree_map(lambda g, p: g * weight + p, grads, previous)
+        return loss_value, loss_tokens, grads, previous_tokens + loss_tokens
+
+    def apply():
+        grads, total = window["grads"], window["tokens"]
+        if distributed:  # token sums and token counts are both summed over ranks
+            grads = tree_map(mx.distributed.all_sum, grads)
+            total = mx.distributed.all_sum(total)
+        optimizer.update(model, tree_map(lambda g: g / total.astype(g.dtype), grads))
+        window.update(grads=None, tokens=None, count=0)
+
+    def step(tokens, lengths):
+        if window["grads"] is None:
+            zeros = tree_map(mx.zeros_like, model.trainable_parameters())
+            window.update(grads=zeros, tokens=mx.array(0, mx.int32))
+        loss_value, loss_tokens, window["grads"], window["tokens"] = accumulate(
+            tokens, lengths, window["grads"], window["tokens"]
+        )
+        mx.eval(window["grads"], window["tokens"])  # not a k-step graph of activations
+        window["count"] += 1
+        if window["count"] == steps:
+            apply()
+        return loss_value, loss_tokens
+
+    def flush():
+        if window["count"]:
+            apply()
+
+    step.flush = flush
     return step
 
 

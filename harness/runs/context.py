@@ -154,6 +154,47 @@ class RunContext:
     def trained(self) -> bool:
         return isinstance(self._training, TrainingOutcome)
 
+    # -- trainer-behaviour probes (run with --check NAME): the harness's own trainer ----------
+    @cached_property
+    def accumulation(self):
+        """k micro-batches of the run's data for grad_accumulation_matches_batch (k > 1)."""
+        from lora_harness.lora.accumulation import AccumulationProbe, harness_trainer
+
+        k = self.lora.grad_accumulation_steps
+        if k < 2:
+            return None
+        return AccumulationProbe(harness_trainer, "harness", k, self._micro_batches(2 * k))
+
+    @cached_property
+    def resume(self):
+        """The harness's checkpoint/resume on the run's data, for resume_continues_run."""
+        from lora_harness.lora import trainer
+        from lora_harness.lora.resume_probe import harness_probe
+
+        model, lora = self.model.lora_model, self.lora
+        return harness_probe(lambda: trainer.make_optimizer(model, lora), self._micro_batches(4))
+
+    @cached_property
+    def chat_format(self):
+        """The recipe's tokenisation of the run's rows against inference's prompt format."""
+        from lora_harness.checks.chat_format_parity import ChatFormatProbe, default_inference
+
+        dataset = getattr(self.model.training_dataset, "_data", self.model.training_dataset)
+        tokenizer = self.model.tokenizer
+        rows = self.model.training_rows[:8]
+        return ChatFormatProbe(
+            dataset.process, rows, tokenizer, default_inference(tokenizer), self.lora.mask_prompt
+        )
+
+    def _micro_batches(self, count: int) -> list:
+        from mlx_lm.tuner.trainer import iterate_batches
+
+        lora = self.lora
+        stream = iterate_batches(
+            self.model.training_dataset, lora.batch_size, lora.max_seq_length, True, lora.seed
+        )
+        return [next(stream) for _ in range(count)]
+
     @cached_property
     def trained_logits(self):
         """Probe logits of the LoRA model after training."""

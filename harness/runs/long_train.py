@@ -54,6 +54,12 @@ def train_to_folder(settings: Settings, folder: Path, save_every: int, on_step=N
             if on_step:
                 on_step(metrics)
 
-        history = trainer.train(model, optimizer, batches, callbacks=[record])
+        history = trainer.train(
+            model,
+            optimizer,
+            batches,
+            callbacks=[record],
+            grad_accumulation_steps=lora.grad_accumulation_steps,
+        )
     save_adapter(model, lora, folder, extra={"model": source.spec})
     return {"steps": len(history), "last_loss": history[-1]["loss"] if history else None}

@@ -133,6 +133,7 @@ LORA_OPTIONS = [
     Option("batch-size", lora_help("batch_size"), type=int),
     Option("iters", lora_help("iters"), type=int),
     Option("learning-rate", lora_help("learning_rate"), type=float),
+    Option("grad-accumulation-steps", lora_help("grad_accumulation_steps"), type=int),
     Option("seed", lora_help("seed"), type=int),
     Option("max-seq-length", lora_help("max_seq_length"), type=int),
     Option("mask-prompt", lora_help("mask_prompt"), action="store_true"),

@@ -112,6 +112,7 @@ def train_sft(model_part, step_callbacks=()) -> TrainingOutcome:
         callbacks=step_callbacks,
         gradient_keys=gradient_keys,
         batch_log=consumed,
+        grad_accumulation_steps=model_part.lora.grad_accumulation_steps,
     )
     examples = model_part.probe_examples  # every step trains on the probe batch
     consumed = [dataclasses.replace(b, examples=examples) for b in consumed]

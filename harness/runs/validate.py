@@ -25,6 +25,7 @@ RULES: dict[str, Rule] = {
     "scale": Rule(float, above=0, hint="mlx-lm's absolute scale, e.g. 20.0"),
     "dropout": Rule(float, minimum=0, below=1, hint="a probability such as 0.05"),
     "batch_size": Rule(int, minimum=1),
+    "grad_accumulation_steps": Rule(int, minimum=1, hint="micro-batches per update, e.g. 4"),
     "iters": Rule(int, minimum=2, hint="the loss checks compare the first and last step"),
     "learning_rate": Rule(float, above=0, hint="e.g. 1e-3"),
     "seed": Rule(int, minimum=0, maximum=2**32 - 1),
@@ -168,7 +169,7 @@ LORA_PARAMETER_KEYS = ("rank", "scale", "dropout", "keys")
 MLX_LM_ONLY_KEYS = (
     "model", "train", "optimizer", "optimizer_config", "data", "val_batches",
     "steps_per_report", "steps_per_eval", "resume_adapter_file", "adapter_path", "save_every",
-    "test", "test_batches", "config", "grad_checkpoint", "grad_accumulation_steps",
+    "test", "test_batches", "config", "grad_checkpoint",
     "clear_cache_threshold", "lr_schedule", "report_to", "project_name",
     "trust_remote_code", "wandb",
 )  # fmt: skip

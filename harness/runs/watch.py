@@ -55,7 +55,9 @@ class _WatchedModel:
 
 
 class Watch:
-    def __init__(self, model, optimizer=None, lora=None, config=None, expect=None, count=None):
+    def __init__(
+        self, model, optimizer=None, lora=None, config=None, expect=None, count=None, guard=None
+    ):
         self.model = _WatchedModel(model)  # `ctx.model`, as the checks read it
         self.optimizer = optimizer
         self.lora = _lora_config(lora)
@@ -68,14 +70,22 @@ class Watch:
         self._update_seen = False
         self.asserted = False  # the pytest fixture asserts at teardown when the test did not
         self._before = self._outcome = self._loop_error = None
+        self.expectations = None  # set before entry to skip derivation (the guard derives early)
+        # guard: {"check_every": N, "stop": True, "live": path}; checks mid-run (guard/monitor.py)
+        self._guard_options, self.monitor = guard, None
 
     # -- the context manager -------------------------------------------------------
     def __enter__(self) -> Watch:
-        self.model.expectations = self._derive()
+        self.model.expectations = self.expectations or self._derive()
         self._converted_at_entry = bool(recipes.adapter_module_names(self.model.lora_model))
         adapter, base = fingerprints(self.model.lora_model)
         self._before = (adapter, _as_unconverted(self.model.lora_model, base))
         self._wrap_optimizer()
+        if self._guard_options is not None:
+            from lora_harness.runs.guard_monitor import Monitor
+
+            self.monitor = Monitor(self, **self._guard_options)
+            self.monitor.start()
         return self
 
     def __exit__(self, exc_type, *exc_info) -> None:
@@ -86,8 +96,12 @@ class Watch:
             self.asserted = True
             self._loop_error = exc_type.__name__
             return
+        self._outcome = self.snapshot()
+
+    def snapshot(self) -> TrainingOutcome:
+        """The training state now (fingerprints again): what the checks read at any moment."""
         adapter_after, base_after = fingerprints(self.model.lora_model)
-        self._outcome = TrainingOutcome(
+        return TrainingOutcome(
             metrics=list(self.losses),
             gradient_keys=set(self.gradient_keys),
             optimizer_state_keys=optimizer_state_keys(self.optimizer) if self.optimizer else set(),
@@ -103,6 +117,21 @@ class Watch:
         """Report one step's (or report window's) training loss."""
         value = float(loss.item() if hasattr(loss, "item") else loss)
         self.losses.append({"iteration": int(step), "loss": value, "loss_tokens": tokens})
+        if self.monitor is not None:  # guarded: the checks run when the interval is reached
+            self.monitor.step(int(step))
+
+    def on_save(self, step: int, path) -> None:
+        """Report that the loop saved an adapter checkpoint at `path` after step `step`.
+
+        Guarded (watch(..., guard={...})), the file is checked at once against the adapters
+        in memory, which the loop has not moved since it saved them."""
+        if self.monitor is not None:
+            from lora_harness.core import fingerprint
+
+            saved = fingerprint.fingerprint(
+                dict(tree_flatten(self.model.lora_model.trainable_parameters()))
+            )
+            self.monitor.checkpoint(int(step), path, saved)
 
     @cached_property
     def callback(self):
@@ -159,6 +188,7 @@ class Watch:
             "checks": results,
             "metrics": {"steps": self.losses},
             "summary": json_report.summarise(results),
+            **({"guard": self.monitor.section()} if self.monitor else {}),
         }
 
     def assert_healthy(self) -> dict:
@@ -212,7 +242,9 @@ class Watch:
             del self.optimizer.update
 
 
-def watch(model, optimizer=None, *, lora=None, config=None, expect=None, count=None) -> Watch:
+def watch(
+    model, optimizer=None, *, lora=None, config=None, expect=None, count=None, guard=None
+) -> Watch:
     """Observe a training loop with the gate's checks; see the module docstring.
 
     lora:   a LoRAConfig, or a dict of its fields / an mlx-lm adapter config
@@ -220,8 +252,11 @@ def watch(model, optimizer=None, *, lora=None, config=None, expect=None, count=N
     config: the *base* model's config (model.args, or config.json as a dict).
     expect: pins, e.g. {"trainable_arrays": 392}.
     count:  your trainer's own trainable-array counter, held to the flattened tree.
+    guard:  check mid-run too, e.g. {"check_every": 50}: structure at entry, the frozen base,
+            gradient/optimizer keys and finite values every N steps of `w.on_loss`, each
+            `w.on_save(step, path)` file; the first failure raises GuardStop from the loop.
     """
-    return Watch(model, optimizer, lora, config, expect, count)
+    return Watch(model, optimizer, lora, config, expect, count, guard)
 
 
 def _lora_config(lora) -> LoRAConfig:
