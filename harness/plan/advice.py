@@ -1,0 +1,117 @@
+"""When a run does not fit: the cheapest change that does, found by predicting again.
+
+Changes are tried in order of what they cost the training, least first:
+1. --grad-checkpoint: the same gradients, about a third more compute;
+2. a smaller batch with more gradient-accumulation steps: the same effective batch;
+3. fewer adapted layers (--num-layers): fewer blocks keep activations for the backward;
+4. a lower rank: a smaller adapter (rarely enough on its own: adapters are small);
+5. a shorter --max-seq-length: longer examples are truncated;
+6. a quantised base (8, then 4 bits): the base's numerics change (QLoRA).
+Within each knob the least change that fits is taken (the largest batch, layers, rank or
+length). If no single change fits, --grad-checkpoint is combined with each of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lora_harness.plan.planner import Knobs, Planner
+from lora_harness.plan.shape import Quantization
+
+QUANTIZED_BASES = (Quantization(8, 64), Quantization(4, 64))
+SEQ_STEP = 128  # whole attention tiles: a fused backward on CUDA needs T % 128 == 0
+
+
+def _fits(planner: Planner, knobs: Knobs, budget: int) -> int | None:
+    peak = planner.predict(knobs)[0].peak_bytes
+    return peak if peak <= budget else None
+
+
+def _largest(values: list, make: Callable, planner: Planner, budget: int):
+    """The first of `values` (largest first) whose knobs fit: a bisection, since each knob's
+    memory falls as its value falls."""
+    low, high = 0, len(values)  # the answer's index lies in [low, high]; high = none fits
+    while low < high:
+        middle = (low + high) // 2
+        if _fits(planner, make(values[middle]), budget) is not None:
+            high = middle
+        else:
+            low = middle + 1
+    if high == len(values):
+        return None, None
+    return values[high], make(values[high])
+
+
+def _halvings(value: int) -> list[int]:
+    out, v = [], value // 2
+    while v >= 1:
+        out.append(v)
+        v //= 2
+    return out
+
+
+def candidates(planner: Planner, knobs: Knobs) -> list[tuple[str, list, Callable, Callable]]:
+    """(knob, values largest first, knobs for a value, the change in words) for each knob."""
+    run, lora = knobs.run, knobs.lora
+    layers = planner.shape(knobs).adapted_layers
+    out = []
+    if not run.grad_checkpoint:
+        out.append(
+            ("grad_checkpoint", [True], lambda v: knobs.replace(grad_checkpoint=True),
+             lambda v: "add --grad-checkpoint")
+        )  # fmt: skip
+    if run.batch_size > 1:
+        accumulate = run.grad_accumulation_steps
+        out.append(
+            ("batch_size", [b for b in range(run.batch_size - 1, 0, -1) if run.batch_size % b == 0],
+             lambda b: knobs.replace(batch_size=b, grad_accumulation_steps=accumulate * run.batch_size // b),
+             lambda b: f"--batch-size {b} with --grad-accumulation-steps "
+             f"{accumulate * run.batch_size // b} (the same effective batch)")
+        )  # fmt: skip
+    if layers > 1:
+        out.append(
+            ("num_layers", list(range(layers - 1, 0, -1)), lambda n: knobs.replace(num_layers=n),
+             lambda n: f"--num-layers {n} (adapt the last {n} of {layers} blocks)")
+        )  # fmt: skip
+    if lora.rank > 1:
+        out.append(
+            ("rank", _halvings(lora.rank), lambda r: knobs.replace(rank=r),
+             lambda r: f"--rank {r}")
+        )  # fmt: skip
+    lengths = list(range((run.seq_length - 1) // SEQ_STEP * SEQ_STEP, 0, -SEQ_STEP))
+    if lengths:
+        out.append(
+            ("seq_length", lengths, lambda t: knobs.replace(seq_length=t),
+             lambda t: f"--max-seq-length {t} (longer examples are truncated)")
+        )  # fmt: skip
+    if planner.shape(knobs).quantization is None:
+        out.append(
+            ("quantized_base", list(QUANTIZED_BASES), lambda q: knobs.replace(quantize=q),
+             lambda q: f"a {q.bits}-bit base (mlx_lm.convert -q --q-bits {q.bits} "
+             f"--q-group-size {q.group_size})")
+        )  # fmt: skip
+    return out
+
+
+def advise(planner: Planner, knobs: Knobs, budget: int) -> dict:
+    """{'cheapest': {...} or None, 'options': [...]}: every single change that fits, in order."""
+    options = []
+    for name, values, make, words in candidates(planner, knobs):
+        value, fitting = _largest(values, make, planner, budget)
+        if fitting is not None:
+            options.append(_option(planner, name, value, words, fitting))
+    if not options and not knobs.run.grad_checkpoint:
+        checkpointed = knobs.replace(grad_checkpoint=True)
+        for name, values, make, words in candidates(planner, checkpointed):
+            value, fitting = _largest(values, make, planner, budget)
+            if fitting is not None:
+                option = _option(planner, name, value, words, fitting)
+                option["change"] = "add --grad-checkpoint and " + option["change"]
+                options.append(option)
+    return {"cheapest": options[0] if options else None, "options": options}
+
+
+def _option(planner: Planner, name: str, value, words: Callable, knobs: Knobs) -> dict:
+    peak = planner.predict(knobs)[0].peak_bytes
+    shown = value.describe() if isinstance(value, Quantization) else value
+    return {"knob": name, "value": shown, "change": words(value), "predicted_peak_bytes": peak}
