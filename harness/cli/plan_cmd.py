@@ -48,6 +48,19 @@ def register(commands) -> None:
         help="data-parallel ranks (mlx.launch -n N): predict one rank's memory",
     )
     add(
+        "--q-bits",
+        type=argtype(Rule(int, minimum=2, maximum=8)),
+        metavar="B",
+        help="plan as if the base were quantised to B bits, as mlx_lm.convert -q --q-bits B",
+    )
+    add(
+        "--q-group-size",
+        type=argtype(Rule(int, minimum=16)),
+        default=64,
+        metavar="G",
+        help="with --q-bits: the quantisation group size (default 64, mlx_lm.convert's)",
+    )
+    add(
         "--memory-gb",
         type=argtype(Rule(float, above=0)),
         metavar="GB",

@@ -111,7 +111,30 @@ def advise(planner: Planner, knobs: Knobs, budget: int) -> dict:
     return {"cheapest": options[0] if options else None, "options": options}
 
 
+def flags(knobs: Knobs) -> list[str]:
+    """The `lora-harness plan` flags that describe `knobs` (to re-plan or to run with)."""
+    run, lora = knobs.run, knobs.lora
+    out = ["--batch-size", str(run.batch_size), "--max-seq-length", str(run.seq_length)]
+    out += ["--grad-accumulation-steps", str(run.grad_accumulation_steps)]
+    out += ["--num-layers", str(lora.num_layers), "--rank", str(lora.rank)]
+    out += ["--grad-checkpoint"] if run.grad_checkpoint else []
+    if knobs.quantize is not None:
+        out += [
+            "--q-bits",
+            str(knobs.quantize.bits),
+            "--q-group-size",
+            str(knobs.quantize.group_size),
+        ]
+    return out
+
+
 def _option(planner: Planner, name: str, value, words: Callable, knobs: Knobs) -> dict:
     peak = planner.predict(knobs)[0].peak_bytes
     shown = value.describe() if isinstance(value, Quantization) else value
-    return {"knob": name, "value": shown, "change": words(value), "predicted_peak_bytes": peak}
+    return {
+        "knob": name,
+        "value": shown,
+        "change": words(value),
+        "predicted_peak_bytes": peak,
+        "plan_flags": flags(knobs),
+    }

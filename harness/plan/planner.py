@@ -45,10 +45,16 @@ class Planner:
         self._shapes: dict = {}
 
     def shape(self, knobs: Knobs) -> shape.ModelShape:
-        key = (knobs.lora.num_layers, knobs.lora.rank, knobs.quantize)
-        if key not in self._shapes:
-            self._shapes[key] = shape.read(self.source, knobs.lora, quantize=knobs.quantize)
-        return self._shapes[key]
+        """The model read once per base format; other layer counts and ranks derived (LoRA)."""
+        lora = knobs.lora
+        if lora.use_dora:  # DoRA's magnitudes do not scale with the rank: read each
+            key = (lora.num_layers, lora.rank, knobs.quantize)
+            if key not in self._shapes:
+                self._shapes[key] = shape.read(self.source, lora, quantize=knobs.quantize)
+            return self._shapes[key]
+        if knobs.quantize not in self._shapes:
+            self._shapes[knobs.quantize] = shape.read(self.source, lora, quantize=knobs.quantize)
+        return self._shapes[knobs.quantize].with_lora(lora.num_layers, lora.rank)
 
     def predict(self, knobs: Knobs) -> tuple[memory.Prediction, memory.Device]:
         model = self.shape(knobs)

@@ -7,6 +7,7 @@ import sys
 from lora_harness.models.sources import resolve
 from lora_harness.plan import advice, machine, request
 from lora_harness.plan.planner import Knobs, Planner
+from lora_harness.plan.shape import Quantization
 from lora_harness.reports import json_report
 from lora_harness.runs import environment
 from lora_harness.runs.run import new_run_id, now
@@ -17,7 +18,10 @@ def plan(values: dict, calibrate_steps: int = 0) -> dict:
     spec, lora, run = request.from_values(values)
     source = resolve(spec)
     planner = Planner(source)
-    knobs = Knobs(lora=lora, run=run)
+    quantize = None
+    if values.get("q_bits"):
+        quantize = Quantization(values["q_bits"], values.get("q_group_size") or 64)
+    knobs = Knobs(lora=lora, run=run, quantize=quantize)
     prediction, device = planner.predict(knobs)
     budget = machine.budget(values.get("memory_gb"))
     verdict = machine.verdict(prediction.peak_bytes, budget["bytes"])
@@ -33,7 +37,9 @@ def plan(values: dict, calibrate_steps: int = 0) -> dict:
     }
     if verdict == "does not fit":
         section["advice"] = advice.advise(planner, knobs, budget["bytes"])
-    if calibrate_steps:
+    if calibrate_steps and quantize is not None:
+        section["calibration"] = {"skipped": "--q-bits plans a base you do not have yet"}
+    elif calibrate_steps:
         section["calibration"] = _calibrate(source, lora, run, prediction, verdict, calibrate_steps)
     return section
 

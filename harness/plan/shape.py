@@ -9,6 +9,7 @@ count the lazy parameters in the dtype and quantisation they would be loaded in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from dataclasses import dataclass, field
@@ -73,6 +74,17 @@ class ModelShape:
     @property
     def weights_total(self) -> int:
         return sum(self.weight_bytes.values())
+
+    def with_lora(self, num_layers: int, rank: int) -> ModelShape:
+        """The same model with LoRA on `num_layers` blocks at `rank`, without rebuilding it.
+
+        Exact for LoRA on identical blocks: each adapted projection holds rank x (in + out).
+        """
+        per_block_per_rank = self.lora_parameters / max(self.adapted_layers, 1) / self.rank
+        layers = self.layers if num_layers in (-1, None) else min(num_layers, self.layers)
+        changed = dataclasses.replace(self, rank=rank, adapted_layers=layers)
+        changed.lora_parameters = round(per_block_per_rank * rank * layers)
+        return changed
 
     def describe(self) -> dict:
         return {
