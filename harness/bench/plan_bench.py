@@ -20,6 +20,7 @@ from lora_harness.plan.memory import TrainingShape
 from lora_harness.plan.planner import Knobs, Planner
 
 GOAL = (0.85, 1.15)
+STEPS = 2  # the peak of a step: the first (compiling) and one more, whose time is tokens/s
 # (batch, sequence, grad checkpoint): the GPU grid of the issue; a CPU one it can finish.
 GPU_GRID = [(b, t, c) for b in (1, 4) for t in (512, 2048) for c in (False, True)]
 CPU_GRID = [(1, 128, False), (2, 256, False), (2, 256, True)]
@@ -47,7 +48,7 @@ def _row(planner, knobs, model, lora, vocab) -> dict:
     shape = {"batch_size": run.batch_size, "seq_length": run.seq_length}
     shape["grad_checkpoint"] = run.grad_checkpoint
     try:
-        measured = calibrate.measure(model, lora, vocab, shape, steps=3)
+        measured = calibrate.measure(model, lora, vocab, shape, steps=STEPS)
     except RuntimeError as error:  # out of memory on the device: the plan's verdict, recorded
         gc.collect()
         mx.clear_cache()
