@@ -14,6 +14,7 @@ length). If no single change fits, --grad-checkpoint is combined with each of th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lora_harness.plan.planner import Knobs, Planner
 from lora_harness.plan.shape import Quantization
@@ -50,62 +51,75 @@ def _halvings(value: int) -> list[int]:
     return out
 
 
-def candidates(planner: Planner, knobs: Knobs) -> list[tuple[str, list, Callable, Callable]]:
-    """(knob, values largest first, knobs for a value, the change in words) for each knob."""
+@dataclass(frozen=True)
+class Knob:
+    """One knob of the advice: its values (least change first) and what each one means."""
+
+    name: str
+    values: list
+    make: Callable  # value -> the knobs with this value
+    words: Callable  # value -> the change in words
+
+
+def candidates(planner: Planner, knobs: Knobs) -> list[Knob]:
+    """The knobs that can still be turned, in the order of what they cost the training."""
     run, lora = knobs.run, knobs.lora
     layers = planner.shape(knobs).adapted_layers
     out = []
     if not run.grad_checkpoint:
-        out.append(
-            ("grad_checkpoint", [True], lambda v: knobs.replace(grad_checkpoint=True),
-             lambda v: "add --grad-checkpoint")
-        )  # fmt: skip
+        make = lambda v: knobs.replace(grad_checkpoint=True)  # noqa: E731
+        out.append(Knob("grad_checkpoint", [True], make, lambda v: "add --grad-checkpoint"))
     if run.batch_size > 1:
-        accumulate = run.grad_accumulation_steps
-        out.append(
-            ("batch_size", [b for b in range(run.batch_size - 1, 0, -1) if run.batch_size % b == 0],
-             lambda b: knobs.replace(batch_size=b, grad_accumulation_steps=accumulate * run.batch_size // b),
-             lambda b: f"--batch-size {b} with --grad-accumulation-steps "
-             f"{accumulate * run.batch_size // b} (the same effective batch)")
-        )  # fmt: skip
+        out.append(_batch_knob(knobs))
     if layers > 1:
-        out.append(
-            ("num_layers", list(range(layers - 1, 0, -1)), lambda n: knobs.replace(num_layers=n),
-             lambda n: f"--num-layers {n} (adapt the last {n} of {layers} blocks)")
-        )  # fmt: skip
+        words = lambda n: f"--num-layers {n} (adapt the last {n} of {layers} blocks)"  # noqa: E731
+        make = lambda n: knobs.replace(num_layers=n)  # noqa: E731
+        out.append(Knob("num_layers", list(range(layers - 1, 0, -1)), make, words))
     if lora.rank > 1:
-        out.append(
-            ("rank", _halvings(lora.rank), lambda r: knobs.replace(rank=r),
-             lambda r: f"--rank {r}")
-        )  # fmt: skip
+        make = lambda r: knobs.replace(rank=r)  # noqa: E731
+        out.append(Knob("rank", _halvings(lora.rank), make, lambda r: f"--rank {r}"))
     lengths = list(range((run.seq_length - 1) // SEQ_STEP * SEQ_STEP, 0, -SEQ_STEP))
     if lengths:
-        out.append(
-            ("seq_length", lengths, lambda t: knobs.replace(seq_length=t),
-             lambda t: f"--max-seq-length {t} (longer examples are truncated)")
-        )  # fmt: skip
+        words = lambda t: f"--max-seq-length {t} (longer examples are truncated)"  # noqa: E731
+        out.append(Knob("seq_length", lengths, lambda t: knobs.replace(seq_length=t), words))
     if planner.shape(knobs).quantization is None:
-        out.append(
-            ("quantized_base", list(QUANTIZED_BASES), lambda q: knobs.replace(quantize=q),
-             lambda q: f"a {q.bits}-bit base (mlx_lm.convert -q --q-bits {q.bits} "
-             f"--q-group-size {q.group_size})")
-        )  # fmt: skip
+        words = lambda q: (  # noqa: E731
+            f"a {q.bits}-bit base (mlx_lm.convert -q --q-bits {q.bits} "
+            f"--q-group-size {q.group_size})"
+        )
+        make = lambda q: knobs.replace(quantize=q)  # noqa: E731
+        out.append(Knob("quantized_base", list(QUANTIZED_BASES), make, words))
     return out
+
+
+def _batch_knob(knobs: Knobs) -> Knob:
+    """Smaller batches (divisors of the batch) with accumulation keeping the effective batch."""
+    batch, accumulate = knobs.run.batch_size, knobs.run.grad_accumulation_steps
+    values = [b for b in range(batch - 1, 0, -1) if batch % b == 0]
+
+    def make(b):
+        return knobs.replace(batch_size=b, grad_accumulation_steps=accumulate * batch // b)
+
+    def words(b):
+        steps = accumulate * batch // b
+        return f"--batch-size {b} with --grad-accumulation-steps {steps} (the same effective batch)"
+
+    return Knob("batch_size", values, make, words)
 
 
 def advise(planner: Planner, knobs: Knobs, budget: int) -> dict:
     """{'cheapest': {...} or None, 'options': [...]}: every single change that fits, in order."""
     options = []
-    for name, values, make, words in candidates(planner, knobs):
-        value, fitting = _largest(values, make, planner, budget)
+    for knob in candidates(planner, knobs):
+        value, fitting = _largest(knob.values, knob.make, planner, budget)
         if fitting is not None:
-            options.append(_option(planner, name, value, words, fitting))
+            options.append(_option(planner, knob.name, value, knob.words, fitting))
     if not options and not knobs.run.grad_checkpoint:
         checkpointed = knobs.replace(grad_checkpoint=True)
-        for name, values, make, words in candidates(planner, checkpointed):
-            value, fitting = _largest(values, make, planner, budget)
+        for knob in candidates(planner, checkpointed):
+            value, fitting = _largest(knob.values, knob.make, planner, budget)
             if fitting is not None:
-                option = _option(planner, name, value, words, fitting)
+                option = _option(planner, knob.name, value, knob.words, fitting)
                 option["change"] = "add --grad-checkpoint and " + option["change"]
                 options.append(option)
     return {"cheapest": options[0] if options else None, "options": options}
