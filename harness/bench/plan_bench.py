@@ -86,4 +86,5 @@ def measure(source: ModelSource, lora: LoRAConfig, shapes=None) -> dict:
         "meets_goal": bool(ratios) and all(GOAL[0] <= r <= GOAL[1] for r in ratios),
         "rows": rows,
         "device": str(mx.default_device()),
+        "settings": {"grid": [list(s) for s in shapes], "steps": STEPS, **lora.to_dict()},
     }

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 from lora_harness.models.sources import resolve
 from lora_harness.plan import advice, machine, request
 from lora_harness.plan.planner import Knobs, Planner
 from lora_harness.plan.shape import Quantization
-from lora_harness.reports import json_report
-from lora_harness.runs import environment
-from lora_harness.runs.run import new_run_id, now
+from lora_harness.runs.run import new_run_id, now, report_header, settings_from
 
 
 def plan(values: dict, calibrate_steps: int = 0) -> dict:
@@ -65,20 +61,14 @@ def _calibrate(source, lora, run, prediction, verdict: str, steps: int) -> dict:
 
 
 def build(values: dict, calibrate_steps: int = 0) -> dict:
+    """A report of kind "plan": the shared header (as bench writes it) and the plan."""
     started = now()
     section = plan(values, calibrate_steps)
-    return {
-        "schema_version": json_report.SCHEMA_VERSION,
-        "kind": "plan",
-        "run": {
-            "id": new_run_id(),
-            "started_at": started,
-            "finished_at": now(),
-            "command": list(sys.argv),
-        },
-        "environment": environment.collect(),
-        "plan": section,
-    }
+    spec, _, _ = request.from_values(values)
+    settings = settings_from({**values, "model": spec, "suite": None, "check": None})
+    document = report_header(settings, resolve(spec), new_run_id(), "plan", started)
+    document["plan"] = section
+    return document
 
 
 def _gb(value) -> str:
