@@ -133,10 +133,13 @@ def block_backward_per_token(shape: ModelShape, device: Device, seq_length: int)
     return max(mlp, attention)
 
 
-def predict(shape: ModelShape, run: TrainingShape, device: Device) -> Prediction:
-    tokens = run.rows_per_rank * run.seq_length
+RESIDENT = ("weights", "lora_parameters", "adam_state", "gradient_accumulator",
+            "data_parallel_buffers")  # fmt: skip
+
+
+def _resident_terms(shape: ModelShape, run: TrainingShape) -> dict:
     lora = shape.lora_parameters * F32
-    terms = {
+    return {
         "weights": shape.weights_total,
         "lora_parameters": lora,
         "lora_gradients": lora,
@@ -144,46 +147,46 @@ def predict(shape: ModelShape, run: TrainingShape, device: Device) -> Prediction
         "gradient_accumulator": lora if run.grad_accumulation_steps > 1 else 0,
         "data_parallel_buffers": lora if run.ranks > 1 else 0,  # all_sum's output
     }
+
+
+def _saved_terms(shape: ModelShape, run: TrainingShape, device: Device, tokens: int) -> dict:
+    """What the forward leaves for the backward: per block, or checkpoints and one block."""
     saved = block_saved_per_token(shape, device, run.seq_length)
-    per_block = sum(saved.values())
-    blocks = shape.adapted_layers
-    a = shape.act_bytes
+    blocks, a = shape.adapted_layers, shape.act_bytes
     if run.grad_checkpoint:
-        terms["checkpoints"] = tokens * blocks * a * shape.hidden
-        terms["recomputed_block"] = tokens * per_block
-    else:
-        for kind, value in saved.items():
-            terms[f"saved_{kind}"] = tokens * blocks * value
-    terms["final_norm_input"] = tokens * a * shape.hidden
-    logits = tokens * a * shape.vocab
-    terms["logits"] = logits
-    loss_backward = logits * (1 if device.fused_cross_entropy else 3)
-    block_backward = tokens * block_backward_per_token(shape, device, run.seq_length)
-    saved_total = sum(
-        v for k, v in terms.items() if k.startswith("saved_") or k in ("checkpoints",)
+        return {
+            "checkpoints": tokens * blocks * a * shape.hidden,
+            "recomputed_block": tokens * sum(saved.values()),
+        }
+    return {f"saved_{kind}": tokens * blocks * value for kind, value in saved.items()}
+
+
+def predict(shape: ModelShape, run: TrainingShape, device: Device) -> Prediction:
+    """Every term, the bytes above the resident state in each phase, and the peak."""
+    tokens = run.rows_per_rank * run.seq_length
+    terms = _resident_terms(shape, run)
+    terms.update(_saved_terms(shape, run, device, tokens))
+    saved_total = sum(v for k, v in terms.items() if k.startswith("saved_") or k == "checkpoints")
+    terms["final_norm_input"] = tokens * shape.act_bytes * shape.hidden
+    terms["logits"] = tokens * shape.act_bytes * shape.vocab
+    terms["loss_backward_transient"] = terms["logits"] * (1 if device.fused_cross_entropy else 3)
+    terms["block_backward_transient"] = tokens * block_backward_per_token(
+        shape, device, run.seq_length
     )
-    resident = sum(
-        terms[k]
-        for k in (
-            "weights",
-            "lora_parameters",
-            "adam_state",
-            "gradient_accumulator",
-            "data_parallel_buffers",
-        )
-    )
+    terms["allocator_rounding"] = _rounding(shape, shape.adapted_layers, device)
     phases = {
-        "loss_backward": saved_total + terms["final_norm_input"] + logits + loss_backward,
+        "loss_backward": saved_total
+        + terms["final_norm_input"]
+        + terms["logits"]
+        + terms["loss_backward_transient"],
         "block_backward": saved_total
         + terms.get("recomputed_block", 0)
-        + block_backward
+        + terms["block_backward_transient"]
         + terms["lora_gradients"],
-        "adam_update": 3 * lora + terms["lora_gradients"],
+        "adam_update": 4 * terms["lora_parameters"],  # gradients + new parameters and moments
     }
-    terms["loss_backward_transient"] = loss_backward
-    terms["block_backward_transient"] = block_backward
-    terms["allocator_rounding"] = _rounding(shape, blocks, device)
     phase = max(phases, key=phases.get)
+    resident = sum(terms[k] for k in RESIDENT)
     peak = resident + phases[phase] + terms["allocator_rounding"]
     return Prediction(terms=terms, phases=phases, peak_bytes=int(peak), dominant_phase=phase)
 
