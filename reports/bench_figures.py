@@ -1,7 +1,8 @@
 """A host's headline bench figures: what `remote bench` keeps per host, renders and compares.
 
 From one `lora-harness bench` report: tokens/s, step / forward, peak memory, check
-overhead, fingerprint bandwidth ratio, and the hardware fingerprint they were measured on.
+overhead, fingerprint bandwidth ratio, the plan's predicted / measured peak, and the
+hardware fingerprint they were measured on.
 A figure whose measurement was not run (`--only`) is None.
 """
 
@@ -17,6 +18,8 @@ FIGURES = {
     "peak_memory_gb": ("memory", "peak_memory_gb", "lower"),
     "check_overhead": ("check_overhead", "ratio", "lower"),
     "fingerprint_bandwidth_ratio": ("fingerprint", "bandwidth_ratio", "higher"),
+    # the plan's predicted / measured peak, furthest from 1 over its grid: 1 is best
+    "plan_over_measured": ("plan_accuracy", "ratio", "closer to 1"),
 }
 DEFAULT_GATE_PCT = 5.0  # worse by more than this is a regression unless --fail-on says otherwise
 
@@ -41,7 +44,11 @@ def compare_hosts(before: dict, after: dict, gates: dict[str, float] | None = No
     for name, (_, _, better) in FIGURES.items():
         a, b = before.get(name), after.get(name)
         row = {"name": name, "before": a, "after": b, "better": better, "regression": False}
-        if a is not None and b is not None and a:
+        if a is not None and b is not None and better == "closer to 1":
+            worse_pct = (abs(b - 1) - abs(a - 1)) * 100  # points of distance from 1
+            row["worse_pct"] = worse_pct
+            row["regression"] = worse_pct > gates.get(name, DEFAULT_GATE_PCT)
+        elif a is not None and b is not None and a:
             worse_pct = (b - a) / abs(a) * 100 * (-1 if better == "higher" else 1)
             row["worse_pct"] = worse_pct
             row["regression"] = worse_pct > gates.get(name, DEFAULT_GATE_PCT)

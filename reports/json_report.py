@@ -65,7 +65,7 @@ RUN_KINDS = ("run", "selftest", "bench")
 MAKE_ONE = "pass a report.json written by lora-harness run"
 
 
-def load(path: Path, kinds: tuple[str, ...] = (*RUN_KINDS, "fleet")) -> dict:
+def load(path: Path, kinds: tuple[str, ...] = (*RUN_KINDS, "plan", "fleet")) -> dict:
     """Read a report, refusing files that are not reports of a kind and version we understand."""
     document = _read_json(Path(path))
     if not isinstance(document, dict) or "schema_version" not in document:

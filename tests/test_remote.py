@@ -386,3 +386,21 @@ def test_remote_bench_brings_each_hosts_figures_home(cli, hosts, keys, work_dir,
         assert set(host["bench"]["measurements"]) == {"fingerprint", "lora_step_vs_forward"}
     page = (Path(summary["hosts"][0]["report"]).parents[2] / "fleet.html").read_text()
     assert page.count("<tr>") == 3 and "studio-1" in page and "step_over_forward" in page
+
+
+def test_remote_plan_gives_each_host_its_verdict_and_the_change_that_fits(
+    cli, hosts, keys, work_dir, tmp_path
+):
+    fleet, known = write_fleet(tmp_path, hosts(1), keys, work_dir)
+    plan_args = ["--", "--model", "fixture:tiny", "--batch-size", "2", "--max-seq-length", "256"]
+    result = cli(
+        "remote", "plan", *connection_args(fleet, known), "--json", "-", *plan_args,
+        "--memory-gb", "0.01", timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # a host where the run does not fit fails
+    (host,) = result.json()["hosts"]
+    assert host["status"] == "failed" and host["plan"]["verdict"] == "does not fit"
+    assert host["plan"]["predicted_peak_bytes"] > host["plan"]["budget_bytes"] == 10**7
+    assert host["plan"]["cheapest_change"] in host["message"]
+    page = (Path(host["report"]).parents[2] / "fleet.html").read_text()
+    assert page.count("<tr>") == 2 and "does not fit" in page

@@ -18,6 +18,7 @@ MEASUREMENTS = [
     "memory",
     "structure_at_scale",
     "gate_wall",
+    "plan_accuracy",
 ]
 # Whole training runs per side, so asked for by name: lora-harness bench --only guard_overhead
 OPT_IN = ["guard_overhead"]
@@ -71,6 +72,10 @@ def _measure(name: str, source, settings, pairs: int) -> dict:
         if source.path is None:
             raise InputError("guard_overhead trains a model folder: use fixture:tiny or a path")
         return guard_overhead(source, lora, 3 * DEFAULT_CHECK_EVERY, pairs, DEFAULT_CHECK_EVERY)
+    if name == "plan_accuracy":
+        from lora_harness.bench import plan_bench
+
+        return plan_bench.measure(source, lora)
     if name == "structure_at_scale":
         return bench_process.structure_at_scale()
     return bench_process.gate_wall(settings.model or "fixture:tiny")
@@ -104,9 +109,22 @@ def describe(result: dict) -> str:
         parts.append(f"mlx-lm reporting every step costs x{cost['ratio']:.3f}")
     if "ratio_without_compile" in result:
         parts.append(f"without compile {result['ratio_without_compile']:.3f}")
+    if "within_goal" in result and result.get("rows"):
+        parts.append(
+            f"{result['within_goal']}/{len(result['rows'])} in [0.85, 1.15]: "
+            + ", ".join(_plan_row(r) for r in result["rows"])
+        )
     if reading := result.get("reading"):
         parts.append(reading)
     return "; ".join(p for p in parts if p)
+
+
+def _plan_row(row: dict) -> str:
+    label = f"B{row['batch_size']} T{row['seq_length']}{' ckpt' if row['grad_checkpoint'] else ''}"
+    if "ratio" not in row:
+        return f"{label} {row.get('error', 'not measured')}"
+    miss = f" (miss: {row['miss']['nearest_term']})" if "miss" in row else ""
+    return f"{label} {row['ratio']:.3f}{miss}"
 
 
 def handle(args) -> int:

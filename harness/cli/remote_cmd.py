@@ -37,6 +37,7 @@ def register(commands) -> None:
     actions = remote.add_subparsers(dest="remote_action", metavar="ACTION", required=True)
     _register_run(actions)
     _register_bench(actions)
+    _register_plan(actions)
     train = actions.add_parser(
         "train", help="start `lora-harness train` detached on the hosts (survives disconnecting)"
     )
@@ -134,6 +135,27 @@ def _register_bench(actions) -> None:
     bench.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
     bench.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for bench")
     bench.set_defaults(handler=handle_bench, retry_failed=None)
+
+
+def _register_plan(actions) -> None:
+    plan = actions.add_parser(
+        "plan",
+        help="run `lora-harness plan` on every host: one row per host, fits or not, and the fix",
+        epilog=(
+            "example:\n  lora-harness remote plan --hosts fleet.toml -- "
+            "--model ~/models/Qwen2.5-7B-mlx --batch-size 4 --max-seq-length 2048\n\n"
+            "Everything after -- is passed to `lora-harness plan` on each host, which predicts "
+            "against that host's own memory. fleet.json holds hosts[i].plan; fleet.html a "
+            "per-host table. A host where the run does not fit is `failed`, with the cheapest "
+            "change that fits."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _connection_args(plan)
+    plan.add_argument("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    plan.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
+    plan.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for plan")
+    plan.set_defaults(handler=handle_plan, retry_failed=None)
 
 
 def _connection_args(parser) -> None:
@@ -351,3 +373,9 @@ def _print_summary(outcome: controller.Outcome, args, label: str) -> int:
         if args.json:
             write_atomic(Path(args.json), text)
     return outcome.exit_code()
+
+
+def handle_plan(args) -> int:
+    """The plan on every host, against each host's own memory; one row per host."""
+    run_options.check_forwarded(args.run_args, "plan")
+    return _print_summary(controller.plan(_request(args)), args, "fleet plan")

@@ -148,6 +148,13 @@ def bench(request: Request) -> Outcome:
     return per_host(request, "bench", html_table)
 
 
+def plan(request: Request) -> Outcome:
+    """`remote plan`: the fit plan on every host, against each host's own memory."""
+    from lora_harness.reports.plan_table import html_table
+
+    return per_host(request, "plan", html_table)
+
+
 def per_host(request: Request, subcommand: str, html_table) -> Outcome:
     """`lora-harness SUBCOMMAND` on every host; fleet.json marks it, html_table draws fleet.html."""
     hosts, run_id = select_hosts(request), new_run_id()

@@ -95,6 +95,7 @@ class HostResult:
     exit_status: int | None = None
     collect: dict = field(default_factory=dict)
     bench: dict | None = None  # remote bench: the host's figures and measurements
+    plan: dict | None = None  # remote plan: the host's verdict, peak, budget and advice
 
 
 def run_host(host: Host, build, options: RemoteOptions, run_id: str, cancel) -> HostResult:
@@ -282,6 +283,9 @@ def _judge(result: HostResult, completed, report, connection_dead: bool, redacto
         if document.get("kind") == "bench":
             _judge_bench(result, completed, document)
             return
+        if document.get("kind") == "plan":
+            _judge_plan(result, completed, document)
+            return
         verdict = document["summary"]["verdict"]
     except Exception as error:  # this host's bad report is this host's error only
         result.status = "error"
@@ -311,3 +315,26 @@ def _judge_bench(result: HostResult, completed, document: dict) -> None:
     finished = completed.exit_status == 0
     result.status = "passed" if finished else "error"
     result.message = "bench collected" if finished else f"bench exited {completed.exit_status}"
+
+
+def _judge_plan(result: HostResult, completed, document: dict) -> None:
+    """A plan passes where the run fits (or is tight) and fails where it does not."""
+    plan = document["plan"]
+    cheapest = (plan.get("advice") or {}).get("cheapest")
+    result.plan = {
+        "verdict": plan["verdict"],
+        "predicted_peak_bytes": plan["prediction"]["peak_bytes"],
+        "budget_bytes": plan["budget"]["bytes"],
+        "budget_source": plan["budget"]["source"],
+        "backend": plan["device"]["backend"],
+        "cheapest_change": cheapest["change"] if cheapest else None,
+        "calibration": plan.get("calibration"),
+    }
+    peak, budget = plan["prediction"]["peak_bytes"] / 1e9, (plan["budget"]["bytes"] or 0) / 1e9
+    result.message = f"{plan['verdict']}: {peak:.1f} GB of {budget:.1f} GB"
+    if cheapest:
+        result.message += f"; cheapest change that fits: {cheapest['change']}"
+    if completed.exit_status not in (0, 1):
+        result.status, result.message = "error", f"plan exited {completed.exit_status}"
+    else:
+        result.status = "failed" if plan["verdict"] == "does not fit" else "passed"
