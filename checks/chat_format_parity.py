@@ -1,12 +1,13 @@
 """The format and prompt offset the trainer trained on are the ones inference will use.
 
-The prompt-offset derivation below is local to this check (compact on purpose); a shared
-one may replace it (see the note on #24/#25).
+The inference prompt comes from harness/text/prompt_offsets.py, the same derivation that
+loss_covers_expected_tokens holds a recipe's own offsets to.
 """
 
 from dataclasses import dataclass
 
 from lora_harness.core.checking import Check, Measurement, SkipCheck, register
+from lora_harness.text.prompt_offsets import inference_prompt, prompt_messages
 
 SAMPLE = 8
 
@@ -27,31 +28,8 @@ def default_inference(tokenizer) -> str:
     return "chat" if getattr(tokenizer, "chat_template", None) else "text"
 
 
-def prompt_messages(row: dict) -> list | None:
-    """The messages inference sends for a row; None for a text row (it has no prompt)."""
-    if "messages" in row:
-        messages = row["messages"]
-        return messages[:-1] if messages and messages[-1].get("role") == "assistant" else messages
-    if "prompt" in row and "completion" in row:
-        return [{"role": "user", "content": row["prompt"]}]
-    return None
-
-
-def inference_prompt(row: dict, tokenizer) -> list[int]:
-    """apply_chat_template(prompt messages, add_generation_prompt=True): what generation sees."""
-    return list(
-        tokenizer.apply_chat_template(
-            prompt_messages(row),
-            tools=row.get("tools"),
-            add_generation_prompt=True,
-            return_dict=False,
-        )
-    )
-
-
 def row_problem(row: dict, tokens: list[int], offset: int, probe: ChatFormatProbe) -> str | None:
-    kind = "text" if prompt_messages(row) is None else "chat"
-    if kind == "text":
+    if prompt_messages(row) is None:
         if probe.inference == "chat":
             return "trained on plain text, but inference prompts in the chat template"
         return None

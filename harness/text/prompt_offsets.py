@@ -26,6 +26,23 @@ def prompt_offset(row: dict, tokenizer) -> int:
     return len(tokens)
 
 
+def inference_prompt(row: dict, tokenizer) -> list[int] | None:
+    """The tokens generation is prompted with for `row` (as mlx_lm.generate does with a chat
+    template): its prompt messages with the generation prompt; None for a text row."""
+    found = prompt_messages(row)
+    if found is None:
+        return None
+    messages, completion_follows = found
+    return list(
+        tokenizer.apply_chat_template(
+            messages if completion_follows else list(row["messages"]),
+            tools=row.get("tools"),
+            add_generation_prompt=True,
+            return_dict=False,
+        )
+    )
+
+
 def prompt_messages(row: dict) -> tuple[list[dict], bool] | None:
     """(the messages before the completion, whether a completion turn follows them); None
     for a row without a prompt. Row formats as mlx-lm decides them (prompt/completion first)."""
