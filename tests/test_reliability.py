@@ -561,3 +561,10 @@ def test_the_fleet_summary_prints_a_host_name_without_its_escapes(tmp_path, caps
     assert _write_summary(document, results, tmp_path, args, "fleet summary") == 0
     err = capsys.readouterr().err
     assert "st\\x1b]0;pwned" in err and not any(c in err for c in "\x1b\x07\x9b")
+
+
+def test_a_failed_copy_is_described_by_the_file_it_could_not_write():
+    from lora_harness.core import paths
+
+    error = OSError(errno.ENOSPC, "No space left on device", "/tmp/src", None, "/full/dst")
+    assert "could not write /full/dst (No space left on device)" in paths.describe(error)
