@@ -86,6 +86,8 @@ def load(path: Path, kinds: tuple[str, ...] = (*RUN_KINDS, "plan", "fleet")) -> 
 
 
 def _read_json(path: Path):
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would never end
+        raise InputError(f"{path} is not a regular file; {MAKE_ONE}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -131,7 +131,9 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, err
 
 
 def describe(error: OSError) -> str:
-    where = f" {error.filename}" if error.filename else ""
+    # shutil's sendfile copy names the source first and the file it could not write second.
+    target = getattr(error, "filename2", None) or error.filename
+    where = f" {target}" if target else ""
     remedy = {
         errno.ENOSPC: "free some space and run again",
         errno.EDQUOT: "free some space (disk quota) and run again",

@@ -94,6 +94,8 @@ def document(results: list[HostResult], run: dict) -> dict:
 def hosts_to_retry(path: Path, whole_ring: bool = False) -> list[Host]:
     """Hosts that did not pass in an earlier fleet summary; for a ring, every host if any
     failed (a rank cannot run without its peers)."""
+    if Path(path).exists() and not Path(path).is_file():  # a FIFO would never end
+        raise InputError(f"--retry-failed {path} is not a regular file")
     try:
         earlier = json.loads(Path(path).read_text())
     except (OSError, ValueError):
