@@ -355,6 +355,22 @@ def fleet_cases() -> list[Case]:
             "cap-text", ["remote", "run", "--host", "h", "--collect-max-file-bytes", "4X"], "a size"
         ),
         Case("bench-only-typo", ["bench", "--only", "fingerprnt"], "--only"),
+        Case("plan-parallel-zero", ["remote", "plan", "--host", "h", "--parallel", "0"], ">= 1"),
+        Case("run-accumulation-zero", ["run", "--grad-accumulation-steps", "0"], ">= 1"),
+        Case("guard-full-fine-tune", ["guard", "--fine-tune-type", "full"], "no frozen base"),
+        Case("guard-optimizer-typo", ["guard", "--optimizer", "adamm"], "--optimizer"),
+        Case("guard-val-batches", ["guard", "--val-batches", "0"], "--val-batches"),
+        Case("guard-test-batches", ["guard", "--test-batches", "-2"], "--test-batches"),
+        Case("guard-report-zero", ["guard", "--steps-per-report", "0"], "--steps-per-report"),
+        Case("guard-eval-zero", ["guard", "--steps-per-eval", "0"], "--steps-per-eval"),
+        Case("guard-save-zero", ["guard", "--save-every", "0"], "--save-every"),
+        Case("guard-check-every-zero", ["guard", "--check-every", "0"], "--check-every"),
+        Case("guard-inference-typo", ["guard", "--inference-format", "html"], "--inference-format"),
+        Case("plan-ranks-zero", ["plan", "--ranks", "0"], "--ranks"),
+        Case("plan-q-bits-one", ["plan", "--q-bits", "1"], "--q-bits"),
+        Case("plan-group-small", ["plan", "--q-group-size", "8"], "--q-group-size"),
+        Case("plan-memory-zero", ["plan", "--memory-gb", "0"], "--memory-gb"),
+        Case("plan-calibrate-steps", ["plan", "--calibrate-steps", "1"], "--calibrate-steps"),
     ]
 
 

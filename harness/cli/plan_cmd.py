@@ -36,12 +36,6 @@ def register(commands) -> None:
     add = parser.add_argument
     add("--grad-checkpoint", action="store_true", help="plan with gradient checkpointing")
     add(
-        "--grad-accumulation-steps",
-        type=argtype(Rule(int, minimum=1)),
-        metavar="N",
-        help="mlx_lm.lora's gradient accumulation (default 1, or the YAML's)",
-    )
-    add(
         "--ranks",
         type=argtype(Rule(int, minimum=1)),
         metavar="N",

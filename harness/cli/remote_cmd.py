@@ -152,7 +152,12 @@ def _register_plan(actions) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _connection_args(plan)
-    plan.add_argument("--parallel", type=int, default=4, help="hosts at once (default 4)")
+    plan.add_argument(
+        "--parallel",
+        type=argtype(Rule(int, minimum=1)),
+        default=4,
+        help="hosts at once (default 4)",
+    )
     plan.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
     plan.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for plan")
     plan.set_defaults(handler=handle_plan, retry_failed=None)

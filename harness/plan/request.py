@@ -16,7 +16,8 @@ MLX_LM_MAX_SEQ_LENGTH = 2048  # mlx_lm.lora's default --max-seq-length
 
 
 def training_keys(path) -> dict:
-    """grad_checkpoint, grad_accumulation_steps, max_seq_length and model of a -c YAML."""
+    """grad_checkpoint, max_seq_length and model of a -c YAML (the LoRA keys, batch size and
+    grad_accumulation_steps among them, are LoRAConfig's, read by options.lora_config_from)."""
     if not path:
         return {}
     import yaml
@@ -27,10 +28,7 @@ def training_keys(path) -> dict:
         return {}  # options.lora_config_from reports it with the line
     if not isinstance(raw, dict):
         return {}
-    out = {k: raw[k] for k in ("grad_checkpoint", "max_seq_length", "model") if k in raw}
-    if "grad_accumulation_steps" in raw:
-        out["grad_accumulation_steps"] = raw["grad_accumulation_steps"]
-    return out
+    return {k: raw[k] for k in ("grad_checkpoint", "max_seq_length", "model") if k in raw}
 
 
 def from_values(values: dict):
@@ -38,13 +36,10 @@ def from_values(values: dict):
     lora = options.lora_config_from(values)
     yaml_keys = training_keys(values.get("config"))
     seq = values.get("max_seq_length") or yaml_keys.get("max_seq_length") or MLX_LM_MAX_SEQ_LENGTH
-    accumulate = values.get("grad_accumulation_steps") or yaml_keys.get(
-        "grad_accumulation_steps", 1
-    )
+    accumulate = lora.grad_accumulation_steps
     checkpoint = bool(values.get("grad_checkpoint") or yaml_keys.get("grad_checkpoint"))
     ranks = values.get("ranks") or 1
     check("--max-seq-length", seq, Rule(int, minimum=2))
-    check("--grad-accumulation-steps", accumulate, Rule(int, minimum=1))
     check("--ranks", ranks, Rule(int, minimum=1))
     if lora.batch_size % ranks:
         raise InputError(

@@ -52,9 +52,14 @@ def _validate(args: dict) -> None:
             f"--fine-tune-type {args['fine_tune_type']}: the guard checks LoRA/DoRA runs; "
             "a full fine-tune has no frozen base to guard"
         )
-    for name in ("iters", "batch_size", "save_every", "steps_per_report"):
+    for name in ("iters", "batch_size", "save_every", "steps_per_report", "steps_per_eval"):
         if not isinstance(args[name], int) or args[name] < 1:
             raise InputError(f"--{name.replace('_', '-')} must be a whole number >= 1")
+    for name in ("val_batches", "test_batches"):  # mlx-lm: -1 means the whole set
+        if not isinstance(args[name], int) or (args[name] < 1 and args[name] != -1):
+            raise InputError(
+                f"--{name.replace('_', '-')} must be a whole number >= 1, or -1 for the whole set"
+            )
     from lora_harness.models.sources import resolve
 
     source = resolve(str(args["model"]))  # the same errors as `run` for a bad --model
