@@ -110,13 +110,13 @@ def test_train_into_the_same_folder_starts_a_fresh_metrics_file(tmp_path, fixtur
 def test_corrupt_fixture_cache_is_detected_by_hash(fixture_source, tmp_path):
     import shutil
 
-    from lora_harness.models import fixture
+    from lora_harness.models import manifest
 
-    assert fixture.verify(fixture_source.path) is None
+    assert manifest.verify(fixture_source.path) is None
     copy = Path(shutil.copytree(fixture_source.path, tmp_path / "copy"))
     weights = copy / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10] + b"\0" * 10)
-    assert "model.safetensors does not match its hash" in fixture.verify(copy)
+    assert "model.safetensors does not match its hash" in manifest.verify(copy)
     shutil.copy2(fixture_source.path / "model.safetensors", weights)
     (copy / "tokenizer.json").unlink()
-    assert "missing" in fixture.verify(copy)
+    assert "missing" in manifest.verify(copy)

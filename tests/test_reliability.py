@@ -341,7 +341,7 @@ def _manifested_copy(source: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "manifest",
+    "document",
     [
         [],
         {"sha256": []},
@@ -355,26 +355,26 @@ def _manifested_copy(source: Path, target: Path) -> Path:
         {"sha256": {"config.json": "0" * 64}},  # model.safetensors left out
     ],
 )
-def test_a_fixture_manifest_that_is_not_a_manifest_is_rebuilt(manifest, fixture_source, tmp_path):
-    from lora_harness.models import fixture
+def test_a_fixture_manifest_that_is_not_a_manifest_is_rebuilt(document, fixture_source, tmp_path):
+    from lora_harness.models import manifest
 
     folder = _manifested_copy(fixture_source.path, tmp_path / "tiny")
     os.mkfifo(tmp_path / "fifo")
     os.mkfifo(folder / "fifo")
-    text = json.dumps(manifest).replace("ABSOLUTE", str(tmp_path / "fifo"))
+    text = json.dumps(document).replace("ABSOLUTE", str(tmp_path / "fifo"))
     text = text.replace('"FIFO"', '"fifo"')
-    (folder / fixture.MANIFEST).write_text(text)
-    problem = fixture.verify(folder)  # returns at once: no FIFO is ever opened
-    assert problem, manifest
-    fixture.discard_if_untrusted(folder, "fixture:tiny")
+    (folder / manifest.MANIFEST).write_text(text)
+    problem = manifest.verify(folder)  # returns at once: no FIFO is ever opened
+    assert problem, document
+    manifest.discard_if_untrusted(folder, "fixture:tiny")
     assert not folder.exists()
 
 
 def test_flipped_bytes_in_a_format_variant_are_detected_and_rebuilt(fixture_source, capfd):
-    from lora_harness.models import fixture
+    from lora_harness.models import fixture, manifest
 
     folder = fixture.fixture_path("tiny-q8")
-    assert fixture.verify(folder) is None
+    assert manifest.verify(folder) is None
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-100] ^= 0xFF
@@ -382,7 +382,7 @@ def test_flipped_bytes_in_a_format_variant_are_detected_and_rebuilt(fixture_sour
     capfd.readouterr()
     again = fixture.fixture_path("tiny-q8")
     assert "cannot be trusted" in capfd.readouterr().err
-    assert again == folder and fixture.verify(again) is None
+    assert again == folder and manifest.verify(again) is None
     assert (again / "model.safetensors").read_bytes() != bytes(data)
 
 

@@ -26,7 +26,7 @@ from lora_harness.remote import shell
 from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.phase import Phase
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass

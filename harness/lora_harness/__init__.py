@@ -7,7 +7,19 @@ checks and reports are the top-level folders checks/ and reports/.
 
 from lora_harness.core.version import __version__  # noqa: F401
 
-LAYERS = ("core", "reports", "text", "models", "lora", "checks", "runs", "bench", "remote", "cli")
+LAYERS = (
+    "core",
+    "reports",
+    "text",
+    "models",
+    "lora",
+    "checks",
+    "runs",
+    "plan",
+    "bench",
+    "remote",
+    "cli",
+)
 
 
 def __getattr__(name: str):

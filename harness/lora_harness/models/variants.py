@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lora_harness.core.errors import InputError
 from lora_harness.core.files import build_once
-from lora_harness.models.fixture import discard_if_untrusted, write_manifest
+from lora_harness.models.manifest import discard_if_untrusted, write_manifest
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MODES = ("mxfp4", "nvfp4", "mxfp8")  # mlx_lm.convert --q-mode besides affine
