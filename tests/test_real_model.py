@@ -213,6 +213,7 @@ def test_a_fault_that_breaks_the_base_is_caught(smollm2, tmp_path):
 
 @pytest.mark.real_model
 @pytest.mark.slow
+@real_runs
 def test_doctor_passes_an_adapter_mlx_lm_trained_on_chat_rows(smollm2, tmp_path, cli):
     folder = gguf.export(
         Path(resolve("real:smollm2-135m@float32").path), tmp_path / "smollm2-float32"
