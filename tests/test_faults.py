@@ -1,19 +1,16 @@
 """Each fault of the catalogue changes exactly what it claims, applied the same way on every path."""
 
-import dataclasses
-
 import pytest
 
 from lora_harness.lora.faults import ALL_FAULTS
 from lora_harness.lora.lora_config import LoRAConfig
-from lora_harness.lora.recipe import CORRECT, Recipe
+from lora_harness.lora.recipe import CORRECT, STEPS, Recipe
 from lora_harness.runs import selftest
 from lora_harness.runs.run import settings_from
 
 
 def _swapped(recipe: Recipe) -> set[str]:
-    steps = [f.name for f in dataclasses.fields(Recipe) if f.name != "name"]
-    return {s for s in steps if getattr(recipe, s) is not getattr(CORRECT, s)}
+    return {s for s in STEPS if getattr(recipe, s) is not getattr(CORRECT, s)}
 
 
 def _overridden(lora: LoRAConfig) -> set[str]:

@@ -552,14 +552,15 @@ def test_a_baseline_lock_that_is_a_folder_is_bad_input_not_a_crash(tmp_path):
 
 
 def test_the_fleet_summary_prints_a_host_name_without_its_escapes(tmp_path, capsys):
-    from lora_harness.cli.remote_cmd import _write_summary
+    from lora_harness.cli.remote_cmd import _print_summary
     from lora_harness.remote import fleet
+    from lora_harness.remote.controller import Outcome
     from lora_harness.remote.host_run import HostResult
 
     results = [HostResult(f"st{ESC}udio", "127.0.0.1", status="passed", message=f"ok {ESC}")]
-    document = fleet.document(results, {"id": "r"})
+    outcome = Outcome(fleet.document(results, {"id": "r"}), results, tmp_path / "fleet.json")
     args = types.SimpleNamespace(json=None)
-    assert _write_summary(document, results, tmp_path, args, "fleet summary") == 0
+    assert _print_summary(outcome, args, "fleet summary") == 0
     err = capsys.readouterr().err
     assert "st\\x1b]0;pwned" in err and not any(c in err for c in "\x1b\x07\x9b")
 

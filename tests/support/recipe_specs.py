@@ -50,7 +50,7 @@ class SeedManager:
         import sys
         from pathlib import Path
 
-        example = str(Path(__file__).resolve().parents[1] / "examples" / "user_backend")
+        example = str(Path(__file__).resolve().parents[2] / "examples" / "user_backend")
         if example not in sys.path:
             sys.path.insert(0, example)
         from mlx_backend.mlx_adapter_manager import MLXAdapterManager

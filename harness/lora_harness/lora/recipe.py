@@ -76,7 +76,7 @@ class Recipe:
 
     def provenance(self) -> dict:
         """Which steps ran whose code: what the console and report.run.recipe show."""
-        steps = [f.name for f in fields(self) if f.name not in NOT_STEPS]
+        steps = STEPS
         return {
             "name": self.name,
             "user_steps": [s for s in steps if s in self.user_steps],
@@ -88,6 +88,8 @@ class Recipe:
 
 
 NOT_STEPS = ("name", "user_steps", "fault_steps")
+# Every step field of Recipe, in order: what a fault or a user's --recipe object may replace.
+STEPS: tuple[str, ...] = tuple(f.name for f in fields(Recipe) if f.name not in NOT_STEPS)
 CORRECT = Recipe()
 
 

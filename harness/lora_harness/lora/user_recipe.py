@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from lora_harness.core.errors import InputError
-from lora_harness.lora.recipe import CORRECT, NOT_STEPS, Recipe
+from lora_harness.lora.recipe import CORRECT, STEPS, Recipe
 
 
 class RecipeSteps(Protocol):
@@ -74,10 +74,6 @@ class RecipeSteps(Protocol):
         """Data-parallel gradient average (`--distributed`)."""
 
 
-# Every step field of Recipe; tests hold RecipeSteps to exactly these.
-STEPS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(Recipe) if f.name not in NOT_STEPS
-)
 # The steps a training run goes through: a recipe with none of them is not the user's training.
 TRAINING_STEPS = ("freeze", "convert", "unfreeze", "init_optimizer", "value_and_grad", "loss")
 # Under --trainer dpo the loss the run trains with is the preference loss.

@@ -19,6 +19,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
@@ -205,8 +206,9 @@ def _quantization_of(weights: dict) -> dict | None:
         layers[module] = {"group_size": 32, "bits": bits}
     if not layers:
         return None
-    common = max(set(map(json.dumps, layers.values())), key=list(layers.values()).count)
-    quantization = json.loads(common)
+    # The most common spec is the file-wide default; ties go to the first layer's (not hash order).
+    counts = Counter(json.dumps(q, sort_keys=True) for q in layers.values())
+    quantization = json.loads(counts.most_common(1)[0][0])
     quantization.update({m: q for m, q in layers.items() if q != quantization})
     return quantization
 

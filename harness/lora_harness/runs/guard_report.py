@@ -36,7 +36,7 @@ def build(
             "command": command,
             "suite": "guard",
             "checks_requested": list(dict.fromkeys(r["name"] for r in results)),
-            "recipe": "mlx_lm.lora",
+            "recipe": MLX_LM_PROVENANCE,
         },
         "environment": environment.collect(),
         "model": model,
@@ -50,6 +50,24 @@ def build(
         "summary": json_report.summarise(results),
         "guard": guard_section(guarded, state),
     }
+
+
+# Every training step of a guarded run is mlx-lm's own code (the user's training); none is ours.
+MLX_LM_PROVENANCE = {
+    "name": "mlx_lm.lora",
+    "user_steps": [
+        "freeze",
+        "convert",
+        "unfreeze",
+        "init_optimizer",
+        "value_and_grad",
+        "loss",
+        "tokenize",
+        "save",
+    ],
+    "fault_steps": [],
+    "correct_steps": [],
+}
 
 
 def guard_section(guarded, state: str) -> dict:
