@@ -5,7 +5,12 @@ it (tests/test_packaging.py enforces it; docs/architecture.md says what each lay
 checks and reports are the top-level folders checks/ and reports/.
 """
 
+from lora_harness.core import cpu_blas
 from lora_harness.core.version import __version__  # noqa: F401
+
+# Before anything imports mlx.core: MLX's Linux CPU wheel bundles the reference BLAS (~1
+# GFLOP/s); a system OpenBLAS loaded first takes its float32 matmuls (core/cpu_blas.py).
+cpu_blas.prefer_fast_blas()
 
 LAYERS = (
     "core",

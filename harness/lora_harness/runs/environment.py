@@ -51,6 +51,7 @@ def git_sha(folder: str | None = None) -> str | None:
 def collect() -> dict:
     import mlx.core as mx
 
+    from lora_harness.core import cpu_blas
     from lora_harness.reports import history
 
     info = {
@@ -62,6 +63,7 @@ def collect() -> dict:
         "cpu_count": os.cpu_count(),
         "memory_bytes": _memory_bytes(),
         "device": str(mx.default_device()),
+        "cpu_blas": cpu_blas.describe(),
         "python": platform.python_version(),
         "mlx": _version("mlx"),
         "mlx_lm": _version("mlx-lm"),
