@@ -53,6 +53,14 @@ def fixture_source(fixture_cache):
     return resolve("fixture:tiny")
 
 
+@pytest.fixture(scope="session")
+def smollm2(fixture_cache):
+    """The real model's verified GGUF file (real:smollm2-135m), fetched once for the workers."""
+    from lora_harness.models import real
+
+    return real.gguf_path("smollm2-135m")
+
+
 @pytest.fixture
 def cli(tmp_path):
     """Run `lora-harness ARGS` in a subprocess, as a user would, inside tmp_path."""
