@@ -38,12 +38,6 @@ def register(commands) -> None:
     )
     options.add_to_argparse(parser, options.BENCH_OPTIONS)
     parser.add_argument(
-        "--pairs",
-        type=int,
-        default=9,
-        help="interleaved pairs per comparison; 9 or more give a 95%% interval (default 9)",
-    )
-    parser.add_argument(
         "--only",
         action="append",
         choices=MEASUREMENTS + OPT_IN,
@@ -128,8 +122,6 @@ def _plan_row(row: dict) -> str:
 
 
 def handle(args) -> int:
-    if args.pairs < 1:
-        raise InputError("--pairs must be at least 1")
     settings = settings_from({**vars(args), "suite": None, "check": None})
     source = resolve(settings.model)
     if not source.has_weights:

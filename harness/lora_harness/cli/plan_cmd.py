@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from lora_harness.cli.output import add_output_args, emit
+from lora_harness.core import declared
+from lora_harness.core.declared import describe
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK
-from lora_harness.core.validation import Rule
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.plan import request
 from lora_harness.runs import options
 from lora_harness.runs.validate import argtype
 
@@ -32,33 +36,44 @@ def register(commands) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    options.add_to_argparse(parser, options.MODEL_OPTIONS + options.LORA_OPTIONS)
+    options.add_to_argparse(parser, _plan_options())
     add = parser.add_argument
     add("--grad-checkpoint", action="store_true", help="plan with gradient checkpointing")
     add(
         "--ranks",
-        type=argtype(Rule(int, minimum=1)),
+        type=argtype(request.RANKS),
         metavar="N",
-        help="data-parallel ranks (mlx.launch -n N): predict one rank's memory",
+        help=describe(
+            "data-parallel ranks (mlx.launch -n N): predict one rank's memory", request.RANKS
+        ),
     )
     add(
         "--q-bits",
-        type=argtype(Rule(int, minimum=2, maximum=8)),
+        type=argtype(request.Q_BITS),
         metavar="B",
-        help="plan as if the base were quantised to B bits, as mlx_lm.convert -q --q-bits B",
+        help=describe(
+            "plan as if the base were quantised to B bits, as mlx_lm.convert -q --q-bits B",
+            request.Q_BITS,
+        ),
     )
     add(
         "--q-group-size",
-        type=argtype(Rule(int, minimum=16)),
+        type=argtype(request.Q_GROUP_SIZE),
         default=64,
         metavar="G",
-        help="with --q-bits: the quantisation group size (default 64, mlx_lm.convert's)",
+        help=describe(
+            "with --q-bits: the quantisation group size",
+            request.Q_GROUP_SIZE,
+            "64, mlx_lm.convert's",
+        ),
     )
     add(
         "--memory-gb",
-        type=argtype(Rule(float, above=0)),
+        type=argtype(request.MEMORY_GB),
         metavar="GB",
-        help="judge against this budget instead of this machine's memory",
+        help=describe(
+            "judge against this budget instead of this machine's memory", request.MEMORY_GB
+        ),
     )
     add(
         "--calibrate",
@@ -68,13 +83,23 @@ def register(commands) -> None:
     )
     add(
         "--calibrate-steps",
-        type=argtype(Rule(int, minimum=2)),
+        type=argtype(request.CALIBRATE_STEPS),
         default=3,
         metavar="N",
-        help="steps for --calibrate (default 3; the first compiles)",
+        help=describe("steps for --calibrate", request.CALIBRATE_STEPS, "3; the first compiles"),
     )
     add_output_args(parser)
     parser.set_defaults(handler=handle)
+
+
+def _plan_options() -> list:
+    """The run's LoRA flags, but --max-seq-length says the plan's default: mlx_lm.lora's."""
+    seq = options.lora_option("max_seq_length")
+    text = declared.declarations(LoRAConfig)["max_seq_length"].metadata["help"]
+    seq = dataclasses.replace(
+        seq, help=describe(text, seq.rule, f"{request.MLX_LM_MAX_SEQ_LENGTH}, mlx_lm.lora's")
+    )
+    return [seq if o.name == seq.name else o for o in options.PLAN_OPTIONS]
 
 
 def handle(args) -> int:

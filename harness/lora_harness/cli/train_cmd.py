@@ -27,13 +27,6 @@ def register(commands) -> None:
         default=Path("adapters"),
         help="output folder (default adapters)",
     )
-    parser.add_argument(
-        "--save-every",
-        type=int,
-        metavar="N",
-        default=100,
-        help="checkpoint every N steps (default 100; 0 = never)",
-    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(handler=handle)
 

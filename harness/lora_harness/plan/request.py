@@ -7,12 +7,20 @@ sequence length defaults to mlx_lm.lora's (2048), since the plan is for the user
 
 from __future__ import annotations
 
+from lora_harness.core import declared
 from lora_harness.core.errors import InputError
 from lora_harness.core.validation import Rule, check, read_text
+from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.plan.memory import TrainingShape
 from lora_harness.runs import options
 
 MLX_LM_MAX_SEQ_LENGTH = 2048  # mlx_lm.lora's default --max-seq-length
+# The plan's own flags, declared once: lora-harness plan derives its argparse types from these.
+RANKS = Rule(int, minimum=1, hint="data-parallel ranks, as mlx.launch -n N")
+Q_BITS = Rule(int, minimum=2, maximum=8)
+Q_GROUP_SIZE = Rule(int, minimum=16)
+MEMORY_GB = Rule(float, above=0)
+CALIBRATE_STEPS = Rule(int, minimum=2, hint="the first step compiles")
 
 
 def training_keys(path) -> dict:
@@ -39,8 +47,9 @@ def from_values(values: dict):
     accumulate = lora.grad_accumulation_steps
     checkpoint = bool(values.get("grad_checkpoint") or yaml_keys.get("grad_checkpoint"))
     ranks = values.get("ranks") or 1
-    check("--max-seq-length", seq, Rule(int, minimum=2))
-    check("--ranks", ranks, Rule(int, minimum=1))
+    # The YAML's value was read raw above (its default here is mlx-lm's): check it as declared.
+    seq = declared.check_value(LoRAConfig, "max_seq_length", seq, "--max-seq-length")
+    check("--ranks", ranks, RANKS)
     if lora.batch_size % ranks:
         raise InputError(
             f"--batch-size {lora.batch_size} must be divisible by --ranks {ranks}: each rank "
