@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from lora_harness.cli.output import add_output_args, emit
-from lora_harness.core import declared
-from lora_harness.core.declared import describe
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK
-from lora_harness.lora.lora_config import LoRAConfig
-from lora_harness.plan import request
 from lora_harness.runs import options
-from lora_harness.runs.validate import argtype
+from lora_harness.runs.given import Given
 
 EPILOG = """\
 examples:
@@ -36,78 +31,16 @@ def register(commands) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    options.add_to_argparse(parser, _plan_options())
-    add = parser.add_argument
-    add("--grad-checkpoint", action="store_true", help="plan with gradient checkpointing")
-    add(
-        "--ranks",
-        type=argtype(request.RANKS),
-        metavar="N",
-        help=describe(
-            "data-parallel ranks (mlx.launch -n N): predict one rank's memory", request.RANKS
-        ),
-    )
-    add(
-        "--q-bits",
-        type=argtype(request.Q_BITS),
-        metavar="B",
-        help=describe(
-            "plan as if the base were quantised to B bits, as mlx_lm.convert -q --q-bits B",
-            request.Q_BITS,
-        ),
-    )
-    add(
-        "--q-group-size",
-        type=argtype(request.Q_GROUP_SIZE),
-        default=64,
-        metavar="G",
-        help=describe(
-            "with --q-bits: the quantisation group size",
-            request.Q_GROUP_SIZE,
-            "64, mlx_lm.convert's",
-        ),
-    )
-    add(
-        "--memory-gb",
-        type=argtype(request.MEMORY_GB),
-        metavar="GB",
-        help=describe(
-            "judge against this budget instead of this machine's memory", request.MEMORY_GB
-        ),
-    )
-    add(
-        "--calibrate",
-        action="store_true",
-        help="also run a few real steps at the planned shape: tokens/s, measured peak, "
-        "and predicted / measured",
-    )
-    add(
-        "--calibrate-steps",
-        type=argtype(request.CALIBRATE_STEPS),
-        default=3,
-        metavar="N",
-        help=describe("steps for --calibrate", request.CALIBRATE_STEPS, "3; the first compiles"),
-    )
+    options.add_to_argparse(parser, options.PLAN_OPTIONS)
     add_output_args(parser)
     parser.set_defaults(handler=handle)
-
-
-def _plan_options() -> list:
-    """The run's LoRA flags, but --max-seq-length says the plan's default: mlx_lm.lora's."""
-    seq = options.lora_option("max_seq_length")
-    text = declared.declarations(LoRAConfig)["max_seq_length"].metadata["help"]
-    seq = dataclasses.replace(
-        seq, help=describe(text, seq.rule, f"{request.MLX_LM_MAX_SEQ_LENGTH}, mlx_lm.lora's")
-    )
-    return [seq if o.name == seq.name else o for o in options.PLAN_OPTIONS]
 
 
 def handle(args) -> int:
     from lora_harness.plan import report
 
-    document = report.build(
-        vars(args), calibrate_steps=args.calibrate_steps if args.calibrate else 0
-    )
+    given = Given.of(args)
+    document = report.build(given, calibrate_steps=given.calibrate_steps if given.calibrate else 0)
     path = emit(document, args, html=False)
     if args.json != "-" and not args.quiet:
         for line in report.lines(document):

@@ -13,6 +13,7 @@ FINE_TUNE_TYPES = ("lora", "dora")
 REFERENCE_LEARNING_RATE = 1e-3  # overfits fixture:tiny (width 64) at rank 8 in 8 steps
 REFERENCE_RANK = 8
 MLX_LM_LEARNING_RATE = 1e-5  # mlx_lm.lora's default, for a model whose width is unknown
+MLX_LM_MAX_SEQ_LENGTH = 2048  # mlx_lm.lora's default --max-seq-length
 
 
 def learning_rate_for(model_config: dict | None, rank: int = REFERENCE_RANK) -> float:

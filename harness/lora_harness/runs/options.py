@@ -6,14 +6,15 @@ Flag names follow `mlx_lm.lora` where it has them (--num-layers, --fine-tune-typ
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from lora_harness.core import declared
 from lora_harness.core.errors import InputError
 from lora_harness.core.validation import Rule
-from lora_harness.lora.lora_config import LoRAConfig, learning_rate_for
-from lora_harness.models.sources import DEFAULT_MODEL, declared_config
+from lora_harness.lora.lora_config import MLX_LM_MAX_SEQ_LENGTH, LoRAConfig
+from lora_harness.models.sources import DEFAULT_MODEL
 from lora_harness.runs import suites, validate
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 from lora_harness.text.generation import GenerationSettings
@@ -221,26 +222,73 @@ SELFTEST_OPTIONS = (
 TRAIN_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + LORA_OPTIONS + SAVE_EVERY_OPTIONS
 BENCH_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS + PAIRS_OPTIONS
 DOCTOR_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + FUSE_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
-PLAN_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS
-ALL_OPTIONS = RUN_OPTIONS + SAVE_EVERY_OPTIONS + PAIRS_OPTIONS
+
+
+def _plan_max_seq_length() -> Option:
+    """The run's --max-seq-length, saying the plan's default: mlx_lm.lora's, the user's run's."""
+    seq = lora_option("max_seq_length")
+    text = declared.declarations(LoRAConfig)["max_seq_length"].metadata["help"]
+    default = f"{MLX_LM_MAX_SEQ_LENGTH}, mlx_lm.lora's"
+    return dataclasses.replace(seq, help=declared.describe(text, seq.rule, default))
+
+
+PLAN_KNOB_OPTIONS = [
+    Option("grad-checkpoint", "plan with gradient checkpointing", action="store_true"),
+    ranged(
+        "ranks",
+        "data-parallel ranks (mlx.launch -n N): predict one rank's memory",
+        Rule(int, minimum=1, hint="data-parallel ranks, as mlx.launch -n N"),
+        default_text="1",
+        metavar="N",
+    ),
+    ranged(
+        "q-bits",
+        "plan as if the base were quantised to B bits, as mlx_lm.convert -q --q-bits B",
+        Rule(int, minimum=2, maximum=8),
+        default_text="the base as it is",
+        metavar="B",
+    ),
+    ranged(
+        "q-group-size",
+        "with --q-bits: the quantisation group size",
+        Rule(int, minimum=16),
+        default=64,
+        default_text="64, mlx_lm.convert's",
+        metavar="G",
+    ),
+    ranged(
+        "memory-gb",
+        "judge against this budget instead of this machine's memory",
+        Rule(float, above=0),
+        default_text="this machine's",
+        metavar="GB",
+    ),
+    Option(
+        "calibrate",
+        "also run a few real steps at the planned shape: tokens/s, measured peak, "
+        "and predicted / measured",
+        action="store_true",
+    ),
+    ranged(
+        "calibrate-steps",
+        "steps for --calibrate",
+        Rule(int, minimum=2, hint="the first step compiles"),
+        default=3,
+        default_text="3; the first compiles",
+        metavar="N",
+    ),
+]
+PLAN_OPTIONS = (
+    MODEL_OPTIONS
+    + [_plan_max_seq_length() if o.name == "max-seq-length" else o for o in LORA_OPTIONS]
+    + PLAN_KNOB_OPTIONS
+)
+ALL_OPTIONS = RUN_OPTIONS + SAVE_EVERY_OPTIONS + PAIRS_OPTIONS + PLAN_KNOB_OPTIONS
 
 # Option dest -> what a given value must be: every rule above, each declared once.
 RULES: dict[str, Rule] = {o.dest: o.rule for o in ALL_OPTIONS if o.rule is not None}
 # What `lora-harness remote <command> -- ...` forwards, checked before any host is contacted.
 FORWARDED = {"run": RUN_OPTIONS, "train": TRAIN_OPTIONS, "plan": PLAN_OPTIONS}
-
-
-def generation_settings_from(values: dict):
-    settings = GenerationSettings(
-        prompts_path=values.get("prompts"),
-        references_path=values.get("voice_references"),
-        scorer=values.get("voice_scorer"),
-        baseline_path=values.get("baseline"),
-        tolerance=values.get("voice_tolerance"),
-    )
-    if values.get("max_tokens") is not None:  # checked by RULES, as every flag is
-        settings.max_tokens = values["max_tokens"]
-    return settings
 
 
 def _argument(option: Option, dest: str) -> dict:
@@ -275,19 +323,6 @@ def add_to_pytest(group, options: list[Option]) -> None:
 
 def values_from_pytest(config, options: list[Option]) -> dict:
     return {option.dest: config.getoption(f"lora_{option.dest}") for option in options}
-
-
-def lora_config_from(values: dict, spell=validate.cli_flag) -> LoRAConfig:
-    """Defaults < YAML config < explicit flags; `values` maps option dests to parsed values."""
-    merged: dict = {}
-    if values.get("config"):
-        merged.update(validate.read_config(values["config"]))  # checked in the YAML's words
-    given = {n: values[n] for n in declared.declarations(LoRAConfig) if values.get(n) is not None}
-    merged.update(declared.check_values(LoRAConfig, given, spell))
-    if "learning_rate" not in merged:
-        rank = merged.get("rank", LoRAConfig.rank)
-        merged["learning_rate"] = learning_rate_for(declared_config(values.get("model")), rank)
-    return LoRAConfig.checked(merged, spell)
 
 
 def check_forwarded(argv: list[str], command: str) -> None:

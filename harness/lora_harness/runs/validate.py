@@ -119,21 +119,21 @@ def _creatable(name: str, value, path: Path) -> None:
             return
 
 
-def check_run(values: dict, spell: Spell = cli_flag) -> None:
+def check_run(options, spell: Spell = cli_flag) -> None:
     """Combinations `run` would accept and then ignore: each one is an error instead."""
-    suite, trainer = values.get("suite"), values.get("trainer") or "sft"
+    suite, trainer = options.suite, options.trainer or "sft"
     if suite == "dpo" and trainer != "dpo":
         raise InputError(
             f"{spell('suite')} dpo checks a DPO run; add {spell('trainer')} dpo "
             "(its checks would all be skipped under SFT)"
         )
-    if suite == "distributed" and not values.get("distributed"):
+    if suite == "distributed" and not options.distributed:
         raise InputError(
             f"{spell('suite')} distributed needs {spell('distributed')} under mlx.launch "
             "(its checks would all be skipped in one process)"
         )
-    if values.get("save_baseline") is not None and (
-        suite not in (None, "gate") or trainer == "dpo" or values.get("distributed")
+    if options.save_baseline is not None and (
+        suite not in (None, "gate") or trainer == "dpo" or options.distributed
     ):
         raise InputError(
             f"{spell('save_baseline')} stores the voice score, which only the gate suite "
