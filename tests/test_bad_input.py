@@ -385,6 +385,11 @@ def fleet_cases() -> list[Case]:
             "--rank (after --) must be >= 1",
         ),
         Case(
+            "remote-bench-forwarded-pairs",
+            ["remote", "bench", "--host", "h", "--", "--pairs", "0"],
+            "--pairs (after --) must be >= 1",
+        ),
+        Case(
             "remote-train-forwarded-save-every",
             ["remote", "train", "--host", "h", "--", "--save-every", "-1"],
             "--save-every (after --) must be >= 0",

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lora_harness.core.declared import describe
 from lora_harness.core.errors import EXIT_HOST_FAILED, EXIT_OK
 from lora_harness.core.files import write_atomic
 from lora_harness.core.terminal import printable
@@ -16,6 +17,8 @@ from lora_harness.remote.host_run import DEFAULT_DEADLINES_S
 from lora_harness.reports import json_report
 from lora_harness.runs import options as run_options
 from lora_harness.runs.validate import argtype
+
+PARALLEL = Rule(int, minimum=1)  # --parallel of run, bench and plan: one rule
 
 EPILOG = """\
 examples:
@@ -81,9 +84,9 @@ def _register_run(actions) -> None:
     )
     add(
         "--parallel",
-        type=argtype(Rule(int, minimum=1)),
+        type=argtype(PARALLEL),
         default=4,
-        help="hosts at once (default 4)",
+        help=describe("hosts at once", PARALLEL, 4),
     )
     add(
         "--distributed",
@@ -128,9 +131,9 @@ def _register_bench(actions) -> None:
     _connection_args(bench)
     bench.add_argument(
         "--parallel",
-        type=argtype(Rule(int, minimum=1)),
+        type=argtype(PARALLEL),
         default=1,
-        help="hosts at once (default 1)",
+        help=describe("hosts at once", PARALLEL, 1),
     )
     bench.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
     bench.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for bench")
@@ -154,9 +157,9 @@ def _register_plan(actions) -> None:
     _connection_args(plan)
     plan.add_argument(
         "--parallel",
-        type=argtype(Rule(int, minimum=1)),
+        type=argtype(PARALLEL),
         default=4,
-        help="hosts at once (default 4)",
+        help=describe("hosts at once", PARALLEL, 4),
     )
     plan.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
     plan.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for plan")
@@ -360,6 +363,7 @@ def handle_run(args) -> int:
 
 def handle_bench(args) -> int:
     """The bench on every host; figures per host in fleet.json and a table in fleet.html."""
+    run_options.check_forwarded(args.run_args, "bench")
     return _print_summary(controller.bench(_request(args)), args, "fleet bench")
 
 

@@ -288,7 +288,12 @@ ALL_OPTIONS = RUN_OPTIONS + SAVE_EVERY_OPTIONS + PAIRS_OPTIONS + PLAN_KNOB_OPTIO
 # Option dest -> what a given value must be: every rule above, each declared once.
 RULES: dict[str, Rule] = {o.dest: o.rule for o in ALL_OPTIONS if o.rule is not None}
 # What `lora-harness remote <command> -- ...` forwards, checked before any host is contacted.
-FORWARDED = {"run": RUN_OPTIONS, "train": TRAIN_OPTIONS, "plan": PLAN_OPTIONS}
+FORWARDED = {
+    "run": RUN_OPTIONS,
+    "train": TRAIN_OPTIONS,
+    "bench": BENCH_OPTIONS,
+    "plan": PLAN_OPTIONS,
+}
 
 
 def _argument(option: Option, dest: str) -> dict:
