@@ -540,6 +540,8 @@ def adapter_cases() -> list[Case]:
             "finite",
         ),
         case("dropout-two", adapter(with_parameters(dropout=2)), "dropout"),
+        # The adapter's scale obeys LoRAConfig's declared bound (adapters.py had its own, none).
+        case("scale-zero", adapter(with_parameters(scale=0)), "lora_parameters.scale"),
         case("keys-ints", adapter(with_parameters(keys=[1])), "keys"),
         case("num-layers-zero", adapter({**GOOD_ADAPTER, "num_layers": 0}), "num_layers"),
         case(

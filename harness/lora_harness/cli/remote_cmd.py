@@ -15,7 +15,7 @@ from lora_harness.remote import collect, controller, detached, ring
 from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.host_run import DEFAULT_DEADLINES_S
 from lora_harness.reports import json_report
-from lora_harness.runs import options as run_options
+from lora_harness.runs import validate
 from lora_harness.runs.validate import argtype
 
 PARALLEL = Rule(int, minimum=1)  # --parallel of run, bench and plan: one rule
@@ -322,7 +322,7 @@ def _request(args) -> controller.Request:
 
 @_infrastructure
 def handle_train(args) -> int:
-    run_options.check_forwarded(args.run_args, "train")
+    validate.check_forwarded(args.run_args, "train")
 
     def started(host, run_dir):
         print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
@@ -357,13 +357,13 @@ def handle_fetch(args) -> int:
 
 
 def handle_run(args) -> int:
-    run_options.check_forwarded(args.run_args, "run")
+    validate.check_forwarded(args.run_args, "run")
     return _print_summary(controller.run(_request(args)), args, "fleet summary")
 
 
 def handle_bench(args) -> int:
     """The bench on every host; figures per host in fleet.json and a table in fleet.html."""
-    run_options.check_forwarded(args.run_args, "bench")
+    validate.check_forwarded(args.run_args, "bench")
     return _print_summary(controller.bench(_request(args)), args, "fleet bench")
 
 
@@ -386,5 +386,5 @@ def _print_summary(outcome: controller.Outcome, args, label: str) -> int:
 
 def handle_plan(args) -> int:
     """The plan on every host, against each host's own memory; one row per host."""
-    run_options.check_forwarded(args.run_args, "plan")
+    validate.check_forwarded(args.run_args, "plan")
     return _print_summary(controller.plan(_request(args)), args, "fleet plan")

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lora_harness.core import declared
-from lora_harness.core.errors import InputError
 from lora_harness.core.validation import Rule
 from lora_harness.lora.lora_config import MLX_LM_MAX_SEQ_LENGTH, LoRAConfig
 from lora_harness.models.sources import DEFAULT_MODEL
-from lora_harness.runs import suites, validate
+from lora_harness.runs import suites
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
 from lora_harness.text.generation import GenerationSettings
 
@@ -328,23 +327,3 @@ def add_to_pytest(group, options: list[Option]) -> None:
 
 def values_from_pytest(config, options: list[Option]) -> dict:
     return {option.dest: config.getoption(f"lora_{option.dest}") for option in options}
-
-
-def check_forwarded(argv: list[str], command: str) -> None:
-    """Values after `--` of a remote command, checked before any host is contacted.
-
-    Only types and ranges: paths name files on the hosts, which are checked there.
-    """
-    import argparse
-
-    class Raising(argparse.ArgumentParser):
-        def error(self, message: str):
-            raise InputError(f"after --, for lora-harness {command} on the hosts: {message}")
-
-    parser = Raising(prog=f"lora-harness {command}", add_help=False)
-    add_to_argparse(parser, FORWARDED.get(command, PLAN_OPTIONS))
-    argv = argv[1:] if argv[:1] == ["--"] else argv  # as the controller forwards them
-    values = vars(parser.parse_known_args(argv)[0])
-    for dest, rule in RULES.items():
-        if values.get(dest) is not None:
-            validate.check(f"{validate.cli_flag(dest)} (after --)", values[dest], rule)

@@ -73,9 +73,9 @@ def settings_from(values, spell=validate.cli_flag) -> Settings:
     )
 
 
-def recipe_for(options: Given) -> Recipe:
+def recipe_for(options) -> Recipe:
     """The user's --recipe (or the correct one), fused as --fuse-dequantize says."""
-    recipe = CORRECT
+    options, recipe = given(options), CORRECT
     if options.recipe:
         from lora_harness.lora import user_recipe
 

@@ -14,6 +14,7 @@ from lora_harness.core import declared
 from lora_harness.core.errors import InputError
 from lora_harness.core.validation import Rule, check, check_keys, read_text
 from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.runs import options
 
 Spell = Callable[[str], str]
 
@@ -44,9 +45,7 @@ def pytest_flag(dest: str) -> str:
 
 def check_options(values: dict, spell: Spell = cli_flag) -> None:
     """Types, ranges, finiteness and paths of every option value that was given."""
-    from lora_harness.runs.options import RULES  # the options' declarations; they import us
-
-    for dest, rule in RULES.items():
+    for dest, rule in options.RULES.items():
         if values.get(dest) is not None:
             check(spell(dest), values[dest], rule)
     for dest, kind in PATHS.items():
@@ -223,3 +222,23 @@ def argtype(rule: Rule):
 
 
 KIND_NAMES = {int: "integer", float: "number"}
+
+
+def check_forwarded(argv: list[str], command: str) -> None:
+    """Values after `--` of a remote command, checked before any host is contacted.
+
+    Only types and ranges: paths name files on the hosts, which are checked there.
+    """
+    import argparse
+
+    class Raising(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise InputError(f"after --, for lora-harness {command} on the hosts: {message}")
+
+    parser = Raising(prog=f"lora-harness {command}", add_help=False)
+    options.add_to_argparse(parser, options.FORWARDED.get(command, options.PLAN_OPTIONS))
+    argv = argv[1:] if argv[:1] == ["--"] else argv  # as the controller forwards them
+    values = vars(parser.parse_known_args(argv)[0])
+    for dest, rule in options.RULES.items():
+        if values.get(dest) is not None:
+            check(f"{cli_flag(dest)} (after --)", values[dest], rule)
