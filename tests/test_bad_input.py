@@ -371,6 +371,29 @@ def fleet_cases() -> list[Case]:
         Case("plan-group-small", ["plan", "--q-group-size", "8"], "--q-group-size"),
         Case("plan-memory-zero", ["plan", "--memory-gb", "0"], "--memory-gb"),
         Case("plan-calibrate-steps", ["plan", "--calibrate-steps", "1"], "--calibrate-steps"),
+        # One rule per option: the guard and remote's forwarded options obey the run's rules.
+        Case("guard-iters-one", ["guard", "--iters", "1"], "--iters must be >= 2, got 1"),
+        Case(
+            "guard-yaml-rank-zero",
+            ["guard", "-c", "c.yaml"],
+            "lora_parameters.rank must be >= 1, got 0",
+            {"c.yaml": "lora_parameters:\n  rank: 0\n"},
+        ),
+        Case(
+            "remote-run-forwarded-rank",
+            ["remote", "run", "--host", "h", "--", "--rank", "0"],
+            "--rank (after --) must be >= 1",
+        ),
+        Case(
+            "remote-bench-forwarded-pairs",
+            ["remote", "bench", "--host", "h", "--", "--pairs", "0"],
+            "--pairs (after --) must be >= 1",
+        ),
+        Case(
+            "remote-train-forwarded-save-every",
+            ["remote", "train", "--host", "h", "--", "--save-every", "-1"],
+            "--save-every (after --) must be >= 0",
+        ),
     ]
 
 
@@ -517,6 +540,8 @@ def adapter_cases() -> list[Case]:
             "finite",
         ),
         case("dropout-two", adapter(with_parameters(dropout=2)), "dropout"),
+        # The adapter's scale obeys LoRAConfig's declared bound (adapters.py had its own, none).
+        case("scale-zero", adapter(with_parameters(scale=0)), "lora_parameters.scale"),
         case("keys-ints", adapter(with_parameters(keys=[1])), "keys"),
         case("num-layers-zero", adapter({**GOOD_ADAPTER, "num_layers": 0}), "num_layers"),
         case(
@@ -725,3 +750,69 @@ def test_compare_says_when_lora_settings_differ(tmp_path, capsys, valid_report):
     after.write_text(json.dumps(changed))
     assert main(["compare", str(before), str(after)]) == 0
     assert "different LoRA settings (rank 8 -> 16)" in capsys.readouterr().out
+
+
+# One rule per option: a bad value, written as a flag, in a -c YAML and through the Python
+# API, is refused with one sentence; only the name differs. Before, the API accepted iters 1,
+# scale 0, dropout 1, seed -1 and max_seq_length 1, and rank, num_layers, fine_tune_type and
+# keys had their own wording in each place.
+SAME_RULE = [
+    # field, as a flag, as YAML, as a Python value
+    ("iters", "1", "1", 1),
+    ("rank", "0", "0", 0),
+    ("num_layers", "0", "0", 0),
+    ("scale", "0", "0", 0.0),
+    ("dropout", "1", "1", 1.0),
+    ("learning_rate", "-1", "-1", -1.0),
+    ("seed", "-1", "-1", -1),
+    ("max_seq_length", "1", "1", 1),
+    ("batch_size", "0", "0", 0),
+    ("grad_accumulation_steps", "0", "0", 0),
+    ("fine_tune_type", "full", "full", "full"),
+    ("keys", ",", "[]", []),
+]
+
+
+def _tail(message: str, name: str) -> str:
+    assert name in message, message
+    return message.split(name, 1)[1]
+
+
+@pytest.mark.parametrize(
+    "name, flag_text, yaml_text, value", SAME_RULE, ids=[c[0] for c in SAME_RULE]
+)
+def test_one_rule_per_option_one_sentence(
+    name, flag_text, yaml_text, value, tmp_path, monkeypatch, capsys
+):
+    from lora_harness.core.errors import InputError
+    from lora_harness.runs.run import settings_from
+    from lora_harness.runs.watch import watch
+
+    monkeypatch.chdir(tmp_path)
+    flag = "--" + name.replace("_", "-")
+    code, lines = run_cli(["run", "-q", *SHAPE, flag, flag_text], capsys)
+    assert code == 2 and len(lines) == 1, lines
+    (tmp_path / "c.yaml").write_text(f"{name}: {yaml_text}\n")
+    code, yaml_lines = run_cli(["run", "-q", *SHAPE, "-c", "c.yaml"], capsys)
+    assert code == 2 and len(yaml_lines) == 1, yaml_lines
+    with pytest.raises(InputError) as from_watch:
+        watch(None, lora={name: value})
+    with pytest.raises(InputError) as from_settings:
+        settings_from({name: value})
+    tails = {
+        _tail(lines[0], flag),
+        _tail(yaml_lines[0], f"{name} in c.yaml"),
+        _tail(str(from_watch.value), f"watch(lora=...): {name}"),
+        _tail(str(from_settings.value), flag),
+    }
+    assert len(tails) == 1, tails
+
+
+def test_help_states_each_bound_and_default():
+    """--help derives from the same declarations: every ranged flag says its bounds."""
+    from lora_harness.runs import options
+
+    for option in options.ALL_OPTIONS:
+        if option.rule is not None and option.rule.kind in (int, float):
+            assert option.rule.bounds() in option.help, option.name
+            assert "default" in option.help, option.name

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lora_harness.cli import main
 from lora_harness.core.errors import InputError
-from lora_harness.runs import validate
+from lora_harness.runs import options, validate
 
 SHAPE = ["--model", "shape:qwen2.5-7b", "--suite", "structure"]
 PROPERTY = settings(
@@ -146,7 +146,8 @@ def test_junk_fleet_files(hosts, defaults, junk, tmp_path_factory):
             assert all(isinstance(label, str) for h in loaded for label in h.labels)
 
 
-RANGED = [d for d in validate.RULES if d not in ("save_every", "pairs")]
+RUN_DESTS = {o.dest for o in options.RUN_OPTIONS}
+RANGED = [d for d, r in options.RULES.items() if d in RUN_DESTS and r.kind in (int, float)]
 
 
 def violates(rule, value: float) -> bool:
@@ -168,7 +169,7 @@ def violates(rule, value: float) -> bool:
 @PROPERTY
 @given(dest=st.sampled_from(RANGED), value=st.floats() | st.integers(-(2**70), 2**70))
 def test_out_of_range_numbers_exit_2_naming_the_flag(dest, value, capsys):
-    rule = validate.RULES[dest]
+    rule = options.RULES[dest]
     if not violates(rule, value):
         return
     text = str(int(value)) if rule.kind is int and float(value).is_integer() else repr(value)

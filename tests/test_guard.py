@@ -188,7 +188,7 @@ def test_guard_check_resume_measures_what_mlx_lms_resume_loses(tmp_path, fixture
     [
         ({"model": "/nonexistent"}, "no such folder"),
         ({"data": "/nonexistent"}, "no train.jsonl"),
-        ({"check-every": 0}, "--check-every must be at least 1"),
+        ({"check-every": 0}, "--check-every must be >= 1, got 0"),
         ({"num-layers": 16}, "more than the model's 4 blocks"),
     ],
 )

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from lora_harness.lora.faults import FAULTS
 from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.runs.context import RunContext
-from lora_harness.runs.options import lora_config_from
+from lora_harness.runs.given import lora_config_from
 from lora_harness.runs.suites import all_checks
 
 

@@ -64,7 +64,7 @@ def test_the_gate_passes_with_generation_checks_skipped_as_random_weights(tiny_c
 def test_the_default_learning_rate_follows_the_width_of_the_model(tmp_path, spec):
     """On H100 a random 7B diverged at the fixture's 1e-3 (12.7 -> 28); at 1e-3 x 64/3584 it fell to 0.07."""
     from lora_harness.models.fixture import RECIPES
-    from lora_harness.runs.options import lora_config_from
+    from lora_harness.runs.given import lora_config_from
 
     if spec == "TINY":
         (tmp_path / "config.json").write_text(json.dumps({**TINY, "hidden_size": 256}))
@@ -77,7 +77,7 @@ def test_the_default_learning_rate_follows_the_width_of_the_model(tmp_path, spec
 
 
 def test_a_given_learning_rate_wins_and_an_unknown_width_gets_mlx_lms_default(tmp_path):
-    from lora_harness.runs.options import lora_config_from
+    from lora_harness.runs.given import lora_config_from
 
     # mlx-lm's scale is absolute, so one Adam step moves the output in proportion to the rank
     assert lora_config_from({"model": "fixture:tiny", "rank": 32}).learning_rate == 2.5e-4

@@ -553,12 +553,13 @@ def test_detached_training_that_dies_at_once_is_reported_with_its_log(
     common = connection_args(fleet, known, out="home")
     earlier = set(work_dir.glob("runs/*"))
     # A generous grace: it returns as soon as the process died, however slow the machine.
+    # A path is checked only on the host (values are checked before any host is contacted).
     started = cli(
-        "remote", "train", *common, "--start-grace", "300", "--", "--iters", "not-a-number",
+        "remote", "train", *common, "--start-grace", "300", "--", "--data", "no-such-folder",
         timeout=600,
     )  # fmt: skip
     assert started.returncode == 2, started.stderr
-    assert "training exited 2" in started.stderr and "--iters" in started.stderr
+    assert "training exited 2" in started.stderr and "--data" in started.stderr
     assert "training started" not in started.stderr
     (run_dir,) = set(work_dir.glob("runs/*")) - earlier
     followed = cli("remote", "monitor", *common, run_dir.name)

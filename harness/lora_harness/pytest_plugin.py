@@ -45,12 +45,13 @@ def pytest_configure(config) -> None:
 def _settings(config):
     if _SETTINGS not in config.stash:
         from lora_harness.core.errors import InputError
+        from lora_harness.runs.given import Given
         from lora_harness.runs.run import settings_from
         from lora_harness.runs.validate import pytest_flag
 
-        values = options.values_from_pytest(config, options.RUN_OPTIONS)
+        given = Given.of(options.values_from_pytest(config, options.RUN_OPTIONS))
         try:
-            config.stash[_SETTINGS] = settings_from(values, spell=pytest_flag)
+            config.stash[_SETTINGS] = settings_from(given, spell=pytest_flag)
         except InputError as error:
             raise pytest.UsageError(f"lora-harness: {_respell(str(error))}") from None
     return config.stash[_SETTINGS]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 
@@ -39,6 +40,8 @@ class OneLineParser(argparse.ArgumentParser):
     """Usage errors in one line that says where help is, like every other bad input."""
 
     def error(self, message: str):
+        # A rule checked while parsing reads as one checked after: "--ranks must be >= 1, ...".
+        message = re.sub(r"^argument (--[\w-]+)(?:/-\w)?: must be ", r"\1 must be ", message)
         print(f"lora-harness: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
 

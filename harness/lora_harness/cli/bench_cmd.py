@@ -8,6 +8,7 @@ from lora_harness.cli.output import add_output_args, emit
 from lora_harness.core.errors import EXIT_OK, InputError
 from lora_harness.models.sources import resolve
 from lora_harness.runs import options
+from lora_harness.runs.given import Given
 from lora_harness.runs.run import new_run_id, report_header, settings_from
 
 MEASUREMENTS = [
@@ -37,12 +38,6 @@ def register(commands) -> None:
         ),
     )
     options.add_to_argparse(parser, options.BENCH_OPTIONS)
-    parser.add_argument(
-        "--pairs",
-        type=int,
-        default=9,
-        help="interleaved pairs per comparison; 9 or more give a 95%% interval (default 9)",
-    )
     parser.add_argument(
         "--only",
         action="append",
@@ -128,9 +123,7 @@ def _plan_row(row: dict) -> str:
 
 
 def handle(args) -> int:
-    if args.pairs < 1:
-        raise InputError("--pairs must be at least 1")
-    settings = settings_from({**vars(args), "suite": None, "check": None})
+    settings = settings_from(Given.of(args))
     source = resolve(settings.model)
     if not source.has_weights:
         raise InputError(f"{source.spec} is shape-only; bench trains, so use a model with weights")

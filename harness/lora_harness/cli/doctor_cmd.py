@@ -12,6 +12,7 @@ from lora_harness.lora import expectations
 from lora_harness.models.sources import resolve
 from lora_harness.runs import options, suites, validate
 from lora_harness.runs.doctor import DoctorContext
+from lora_harness.runs.given import Given
 from lora_harness.runs.run import Settings, execute, recipe_for
 
 
@@ -34,28 +35,28 @@ def register(commands) -> None:
 
 def handle(args) -> int:
     validate.check_options(vars(args))
-    source = resolve(args.model)
+    given = Given.of(args)
+    source = resolve(given.model)
     if not source.has_weights:
         raise InputError(
             f"{source.spec} is shape-only; the doctor runs the adapter, so use a model with weights"
         )
-    values = vars(args)
     ctx = DoctorContext(
         source,
         args.adapter_path,
-        pins=expectations.parse_pins(values.get("expect") or []),
-        data_dir=args.data,
-        generation_settings=options.generation_settings_from(values),
-        recipe=recipe_for(values),
+        pins=expectations.parse_pins(given.expect or []),
+        data_dir=given.data,
+        generation_settings=given.generation_settings(),
+        recipe=recipe_for(given),
     )
     ctx.model.expectations, ctx.adapter.tensors, ctx.model.probe_batch  # noqa: B018  (bad input fails now)
     settings = Settings(
-        model=args.model,
+        model=given.model,
         lora=ctx.lora,
         pins=ctx.model.pins,
         suite="doctor",
         check_names=suites.DOCTOR,
-        data_dir=args.data,
+        data_dir=given.data,
         generation=ctx.generation.settings,
     )
     show = progress.Progress(0, enabled=not args.quiet)

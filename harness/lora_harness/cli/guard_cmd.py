@@ -7,10 +7,14 @@ import sys
 import time
 
 from lora_harness.cli.output import add_output_args, emit
+from lora_harness.core.declared import describe
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
 from lora_harness.core.files import write_atomic
+from lora_harness.core.validation import Rule
+from lora_harness.runs.validate import argtype
 
 DEFAULT_CHECK_EVERY = 100
+CHECK_EVERY = Rule(int, minimum=1)
 EPILOG = """\
 every mlx_lm.lora flag is accepted with its own name, and -c reads its YAML:
   lora-harness guard -c lora_config.yaml
@@ -39,10 +43,10 @@ def register(commands) -> None:
     )
     parser.add_argument(
         "--check-every",
-        type=int,
+        type=argtype(CHECK_EVERY),
         default=DEFAULT_CHECK_EVERY,
         metavar="N",
-        help=f"steps between periodic checks (default {DEFAULT_CHECK_EVERY})",
+        help=describe("steps between periodic checks", CHECK_EVERY, DEFAULT_CHECK_EVERY),
     )
     parser.add_argument(
         "--check-resume",
@@ -61,14 +65,11 @@ def register(commands) -> None:
 
 
 def handle(args) -> int:
-    from lora_harness.core.errors import InputError
     from lora_harness.runs import guard_report as report
     from lora_harness.runs.guard_args import namespace
     from lora_harness.runs.guard_mlx_lm import GuardedRun
     from lora_harness.runs.run import new_run_id, now
 
-    if args.check_every < 1:
-        raise InputError("--check-every must be at least 1")
     mlx_args = namespace(vars(args))
     run_id, started_at, started = new_run_id(), now(), time.perf_counter()
     folder = args.out / run_id

@@ -7,9 +7,8 @@ import sys
 
 from lora_harness.cli.output import add_output_args, emit
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK
-from lora_harness.core.validation import Rule
 from lora_harness.runs import options
-from lora_harness.runs.validate import argtype
+from lora_harness.runs.given import Given
 
 EPILOG = """\
 examples:
@@ -32,47 +31,7 @@ def register(commands) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    options.add_to_argparse(parser, options.MODEL_OPTIONS + options.LORA_OPTIONS)
-    add = parser.add_argument
-    add("--grad-checkpoint", action="store_true", help="plan with gradient checkpointing")
-    add(
-        "--ranks",
-        type=argtype(Rule(int, minimum=1)),
-        metavar="N",
-        help="data-parallel ranks (mlx.launch -n N): predict one rank's memory",
-    )
-    add(
-        "--q-bits",
-        type=argtype(Rule(int, minimum=2, maximum=8)),
-        metavar="B",
-        help="plan as if the base were quantised to B bits, as mlx_lm.convert -q --q-bits B",
-    )
-    add(
-        "--q-group-size",
-        type=argtype(Rule(int, minimum=16)),
-        default=64,
-        metavar="G",
-        help="with --q-bits: the quantisation group size (default 64, mlx_lm.convert's)",
-    )
-    add(
-        "--memory-gb",
-        type=argtype(Rule(float, above=0)),
-        metavar="GB",
-        help="judge against this budget instead of this machine's memory",
-    )
-    add(
-        "--calibrate",
-        action="store_true",
-        help="also run a few real steps at the planned shape: tokens/s, measured peak, "
-        "and predicted / measured",
-    )
-    add(
-        "--calibrate-steps",
-        type=argtype(Rule(int, minimum=2)),
-        default=3,
-        metavar="N",
-        help="steps for --calibrate (default 3; the first compiles)",
-    )
+    options.add_to_argparse(parser, options.PLAN_OPTIONS)
     add_output_args(parser)
     parser.set_defaults(handler=handle)
 
@@ -80,9 +39,8 @@ def register(commands) -> None:
 def handle(args) -> int:
     from lora_harness.plan import report
 
-    document = report.build(
-        vars(args), calibrate_steps=args.calibrate_steps if args.calibrate else 0
-    )
+    given = Given.of(args)
+    document = report.build(given, calibrate_steps=given.calibrate_steps if given.calibrate else 0)
     path = emit(document, args, html=False)
     if args.json != "-" and not args.quiet:
         for line in report.lines(document):

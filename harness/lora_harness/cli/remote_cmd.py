@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lora_harness.core.declared import describe
 from lora_harness.core.errors import EXIT_HOST_FAILED, EXIT_OK
 from lora_harness.core.files import write_atomic
 from lora_harness.core.terminal import printable
@@ -14,8 +15,10 @@ from lora_harness.remote import collect, controller, detached, ring
 from lora_harness.remote.connection import HostFailure
 from lora_harness.remote.host_run import DEFAULT_DEADLINES_S
 from lora_harness.reports import json_report
-from lora_harness.runs import options as run_options
+from lora_harness.runs import validate
 from lora_harness.runs.validate import argtype
+
+PARALLEL = Rule(int, minimum=1)  # --parallel of run, bench and plan: one rule
 
 EPILOG = """\
 examples:
@@ -81,9 +84,9 @@ def _register_run(actions) -> None:
     )
     add(
         "--parallel",
-        type=argtype(Rule(int, minimum=1)),
+        type=argtype(PARALLEL),
         default=4,
-        help="hosts at once (default 4)",
+        help=describe("hosts at once", PARALLEL, 4),
     )
     add(
         "--distributed",
@@ -128,9 +131,9 @@ def _register_bench(actions) -> None:
     _connection_args(bench)
     bench.add_argument(
         "--parallel",
-        type=argtype(Rule(int, minimum=1)),
+        type=argtype(PARALLEL),
         default=1,
-        help="hosts at once (default 1)",
+        help=describe("hosts at once", PARALLEL, 1),
     )
     bench.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
     bench.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for bench")
@@ -154,9 +157,9 @@ def _register_plan(actions) -> None:
     _connection_args(plan)
     plan.add_argument(
         "--parallel",
-        type=argtype(Rule(int, minimum=1)),
+        type=argtype(PARALLEL),
         default=4,
-        help="hosts at once (default 4)",
+        help=describe("hosts at once", PARALLEL, 4),
     )
     plan.add_argument("--json", metavar="PATH", help="also write fleet.json to PATH, or -")
     plan.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then options for plan")
@@ -319,7 +322,7 @@ def _request(args) -> controller.Request:
 
 @_infrastructure
 def handle_train(args) -> int:
-    run_options.check_forwarded(args.run_args, "train")
+    validate.check_forwarded(args.run_args, "train")
 
     def started(host, run_dir):
         print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
@@ -354,12 +357,13 @@ def handle_fetch(args) -> int:
 
 
 def handle_run(args) -> int:
-    run_options.check_forwarded(args.run_args, "run")
+    validate.check_forwarded(args.run_args, "run")
     return _print_summary(controller.run(_request(args)), args, "fleet summary")
 
 
 def handle_bench(args) -> int:
     """The bench on every host; figures per host in fleet.json and a table in fleet.html."""
+    validate.check_forwarded(args.run_args, "bench")
     return _print_summary(controller.bench(_request(args)), args, "fleet bench")
 
 
@@ -382,5 +386,5 @@ def _print_summary(outcome: controller.Outcome, args, label: str) -> int:
 
 def handle_plan(args) -> int:
     """The plan on every host, against each host's own memory; one row per host."""
-    run_options.check_forwarded(args.run_args, "plan")
+    validate.check_forwarded(args.run_args, "plan")
     return _print_summary(controller.plan(_request(args)), args, "fleet plan")

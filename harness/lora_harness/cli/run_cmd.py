@@ -18,6 +18,7 @@ from lora_harness.core.errors import (
 from lora_harness.core.words import plural
 from lora_harness.reports import history
 from lora_harness.runs import distributed, options
+from lora_harness.runs.given import Given
 from lora_harness.runs.run import execute, prepare, save_baseline, settings_from, write_run_folder
 
 EPILOG = """\
@@ -54,7 +55,7 @@ def register(commands) -> None:
 
 
 def handle(args) -> int:
-    settings = settings_from(vars(args))
+    settings = settings_from(Given.of(args))
     rank = distributed.rank() if settings.distributed else 0
     writer = rank == 0  # one report for all ranks, from rank 0
     show = progress.Progress(settings.lora.iters, enabled=not args.quiet and writer)

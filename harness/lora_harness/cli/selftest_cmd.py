@@ -13,6 +13,7 @@ from lora_harness.core.words import plural
 from lora_harness.lora.faults import ALL_FAULTS, FAULTS
 from lora_harness.models.sources import resolve
 from lora_harness.runs import options
+from lora_harness.runs.given import Given
 from lora_harness.runs.run import settings_from
 from lora_harness.runs.selftest import markdown_matrix, selftest_report
 
@@ -49,7 +50,7 @@ def handle(args) -> int:
     unknown = [n for n in names if n not in FAULTS]
     if unknown:
         raise InputError(f"unknown fault {unknown[0]!r}; see lora-harness selftest --list")
-    settings = settings_from(vars(args))
+    settings = settings_from(Given.of(args))
     source = resolve(settings.model)
     if not source.has_weights:
         raise InputError(

@@ -7,6 +7,7 @@ from pathlib import Path
 from lora_harness.cli import progress
 from lora_harness.core.errors import EXIT_OK
 from lora_harness.runs import options
+from lora_harness.runs.given import Given
 from lora_harness.runs.long_train import METRICS_FILE, train_to_folder
 from lora_harness.runs.run import settings_from
 
@@ -27,19 +28,12 @@ def register(commands) -> None:
         default=Path("adapters"),
         help="output folder (default adapters)",
     )
-    parser.add_argument(
-        "--save-every",
-        type=int,
-        metavar="N",
-        default=100,
-        help="checkpoint every N steps (default 100; 0 = never)",
-    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
-    settings = settings_from({**vars(args), "suite": None, "check": None})
+    settings = settings_from(Given.of(args))
     show = progress.Progress(
         settings.lora.iters, enabled=not args.quiet, lines_every=max(1, settings.lora.iters // 10)
     )

@@ -22,6 +22,7 @@ KIND_WORDS = {
     list: "a list",
     bool: "true or false",
 }
+ITEM_WORDS = {int: "integers", float: "numbers", str: "strings"}
 
 
 @dataclass(frozen=True)
@@ -35,22 +36,31 @@ class Rule:
     below: float | None = None  # exclusive maximum
     also: tuple = ()  # values allowed outside the range, e.g. -1 for "all"
     items: type | None = None  # for lists: the kind of each item
+    choices: tuple = ()  # for strings: the values allowed
+    nonempty: bool = False  # for lists: at least one item
     hint: str = ""
 
     def bounds(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(str(c) for c in self.choices)
         parts = []
         if self.minimum is not None:
-            parts.append(f">= {self.minimum:g}")
+            parts.append(f">= {_number(self.minimum)}")
         if self.above is not None:
-            parts.append(f"> {self.above:g}")
+            parts.append(f"> {_number(self.above)}")
         if self.maximum is not None:
-            parts.append(f"<= {self.maximum:g}")
+            parts.append(f"<= {_number(self.maximum)}")
         if self.below is not None:
-            parts.append(f"< {self.below:g}")
+            parts.append(f"< {_number(self.below)}")
         text = " and ".join(parts)
         if self.also:
             text += " (or " + ", ".join(str(v) for v in self.also) + ")"
         return text
+
+
+def _number(value) -> str:
+    """A bound as written: 4294967295, not 4.29497e+09; 0.5 as 0.5."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def check(name: str, value, rule: Rule, text_numbers: bool = False):
@@ -93,13 +103,18 @@ def _kind(name: str, value, rule: Rule, text_numbers: bool):
         if not isinstance(value, list):
             _fail(name, value, rule, wanted)
         item = rule.items or str
+        items = ITEM_WORDS.get(item, f"{item.__name__} values")
         if any(not isinstance(v, item) or isinstance(v, bool) for v in value):
-            _fail(name, value, rule, f"a list of {KIND_WORDS.get(item, item.__name__)}s")
+            _fail(name, value, rule, f"a list of {items}")
+        if rule.nonempty and not value:
+            _fail(name, value, rule, f"a non-empty list of {items}")
         return value
     if not isinstance(value, rule.kind):
         _fail(name, value, rule, wanted)
     if rule.kind is str and (not value.strip() or "\x00" in value):
         _fail(name, value, rule, "a non-empty string")
+    if rule.choices and value not in rule.choices:
+        _fail(name, value, rule, rule.bounds())
     return value
 
 

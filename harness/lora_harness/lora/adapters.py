@@ -13,9 +13,11 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_unflatten
 
+from lora_harness.core import declared
 from lora_harness.core.errors import InputError
 from lora_harness.core.files import folder_mode
-from lora_harness.core.validation import Rule, check, read_text
+from lora_harness.core.validation import check, read_text
+from lora_harness.lora.lora_config import LoRAConfig
 
 
 def adapter_weights(model) -> dict[str, mx.array]:
@@ -126,12 +128,10 @@ def fuse_exactly(model) -> dict[str, dict]:
     return quantized
 
 
+_DECLARED = declared.rules(LoRAConfig)
 ADAPTER_RULES = {
-    "num_layers": Rule(int, minimum=1, also=(-1,)),
-    "lora_parameters.rank": Rule(int, minimum=1),
-    "lora_parameters.scale": Rule(float),
-    "lora_parameters.dropout": Rule(float, minimum=0, below=1),
-    "lora_parameters.keys": Rule(list, items=str),
+    "num_layers": _DECLARED["num_layers"],
+    **{f"lora_parameters.{k}": _DECLARED[k] for k in ("rank", "scale", "dropout", "keys")},
 }
 REWRITE = "rewrite it as mlx_lm.lora writes it, or train the adapter again"
 

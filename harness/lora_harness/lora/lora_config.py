@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from lora_harness.core.errors import InputError
+from lora_harness.core import declared
+from lora_harness.core.declared import Spell, setting
+from lora_harness.core.validation import Rule
 from lora_harness.models.fixture import RECIPES
 
 FINE_TUNE_TYPES = ("lora", "dora")
 REFERENCE_LEARNING_RATE = 1e-3  # overfits fixture:tiny (width 64) at rank 8 in 8 steps
 REFERENCE_RANK = 8
 MLX_LM_LEARNING_RATE = 1e-5  # mlx_lm.lora's default, for a model whose width is unknown
+MLX_LM_MAX_SEQ_LENGTH = 2048  # mlx_lm.lora's default --max-seq-length
 
 
 def learning_rate_for(model_config: dict | None, rank: int = REFERENCE_RANK) -> float:
@@ -31,49 +34,83 @@ def learning_rate_for(model_config: dict | None, rank: int = REFERENCE_RANK) -> 
     return REFERENCE_LEARNING_RATE * by_width * by_rank
 
 
+def parse_keys(text: str) -> list[str]:
+    """`self_attn.q_proj, self_attn.v_proj` -> ['self_attn.q_proj', 'self_attn.v_proj']."""
+    return _unique(key.strip() for key in text.split(",") if key.strip())
+
+
+def _unique(keys) -> list:
+    """Each key once, in the order given: a key named twice adapts its layers once, so
+    counting it twice would expect twice the adapters mlx-lm makes."""
+    return list(dict.fromkeys(keys))
+
+
+def field_name(name: str) -> str:
+    """How the Python API names a field in an error: as it is."""
+    return name
+
+
 @dataclass
 class LoRAConfig:
-    """What `linear_to_lora_layers` is asked to do, and how the short training runs."""
+    """What `linear_to_lora_layers` is asked to do, and how the short training runs.
 
-    fine_tune_type: str = field(default="lora", metadata={"help": "lora or dora"})
-    num_layers: int = field(
-        default=-1, metadata={"help": "blocks to adapt, counted from the last; -1 = all"}
+    Each field's declaration (help, default, Rule) is the only statement of its bounds:
+    the flags, the YAML config, adapter configs and `watch(lora=...)` all derive from it.
+    """
+
+    fine_tune_type: str = setting("lora", "lora or dora", Rule(str, choices=FINE_TUNE_TYPES))
+    num_layers: int = setting(
+        -1,
+        "blocks to adapt, counted from the last; -1 = all",
+        Rule(int, minimum=1, also=(-1,), hint="0 adapts no block; use -1 for all or a count >= 1"),
     )
-    rank: int = field(default=8, metadata={"help": "LoRA rank r"})
-    scale: float = field(
-        default=20.0, metadata={"help": "absolute LoRA scale, mlx-lm's 'scale' (it has no alpha)"}
+    rank: int = setting(8, "LoRA rank r", Rule(int, minimum=1, hint="a LoRA rank such as 8"))
+    scale: float = setting(
+        20.0,
+        "absolute LoRA scale, mlx-lm's 'scale' (it has no alpha)",
+        Rule(float, above=0, hint="mlx-lm's absolute scale, e.g. 20.0"),
     )
-    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    keys: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "comma-separated block-relative keys, e.g. self_attn.q_proj,self_attn.v_proj"
-        },
+    dropout: float = setting(
+        0.0, "LoRA dropout", Rule(float, minimum=0, below=1, hint="a probability such as 0.05")
     )
-    batch_size: int = field(default=4, metadata={"help": "minibatch size"})
-    iters: int = field(default=8, metadata={"help": "training steps of the check run, >= 2"})
-    learning_rate: float = field(
-        default=1e-3,
-        metadata={
-            "help": "Adam learning rate",
-            "default_text": "1e-3 x min(1, 64 / hidden_size) x min(1, 8 / rank): 1e-3 on "
-            "fixture:tiny at rank 8, 1.8e-5 on a 7B",
-        },
+    keys: list[str] | None = setting(
+        None,
+        "comma-separated block-relative keys, e.g. self_attn.q_proj,self_attn.v_proj",
+        Rule(list, items=str, nonempty=True, hint="name at least one key, e.g. self_attn.q_proj"),
+        parse=parse_keys,
+        default_text="every Linear of a block",
     )
-    grad_accumulation_steps: int = field(
-        default=1,
-        metadata={
-            "help": "micro-batches per optimizer step (token-weighted, as one batch of the "
-            "same rows; a last shorter window is applied)"
-        },
+    batch_size: int = setting(4, "minibatch size", Rule(int, minimum=1))
+    iters: int = setting(
+        8,
+        "training steps of the check run",
+        Rule(int, minimum=2, hint="the loss checks compare the first and last step"),
     )
-    seed: int = field(default=0, metadata={"help": "seed for LoRA init and batching"})
-    max_seq_length: int = field(default=256, metadata={"help": "maximum tokens per example"})
-    mask_prompt: bool = field(
-        default=False,
-        metadata={
-            "help": "score only the completion of prompt/completion or chat rows, as mlx_lm.lora does"
-        },
+    learning_rate: float = setting(
+        1e-3,
+        "Adam learning rate",
+        Rule(float, above=0, hint="e.g. 1e-3"),
+        default_text="1e-3 x min(1, 64 / hidden_size) x min(1, 8 / rank): 1e-3 on "
+        "fixture:tiny at rank 8, 1.8e-5 on a 7B",
+    )
+    grad_accumulation_steps: int = setting(
+        1,
+        "micro-batches per optimizer step (token-weighted, as one batch of the same rows; "
+        "a last shorter window is applied)",
+        Rule(int, minimum=1, hint="micro-batches per update, e.g. 4"),
+    )
+    seed: int = setting(
+        0, "seed for LoRA init and batching", Rule(int, minimum=0, maximum=2**32 - 1)
+    )
+    max_seq_length: int = setting(
+        256,
+        "maximum tokens per example",
+        Rule(int, minimum=2, hint="a step needs an input and a target token"),
+    )
+    mask_prompt: bool = setting(
+        False,
+        "score only the completion of prompt/completion or chat rows, as mlx_lm.lora does",
+        Rule(bool),
     )
 
     @property
@@ -90,47 +127,14 @@ class LoRAConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def validate(self) -> None:
-        if self.fine_tune_type not in FINE_TUNE_TYPES:
-            raise InputError(
-                f"--fine-tune-type {self.fine_tune_type!r} is not supported; "
-                f"use one of {', '.join(FINE_TUNE_TYPES)}"
-            )
-        if self.rank < 1:
-            raise InputError(f"--rank must be at least 1, got {self.rank}")
-        if self.num_layers == 0 or self.num_layers < -1:
-            raise InputError(
-                f"--num-layers {self.num_layers} adapts no block; use -1 for all or a positive count"
-            )
-        if self.keys is not None and not self.keys:
-            raise InputError("--keys is empty; name at least one key, e.g. self_attn.q_proj")
-        if self.iters < 1 or self.batch_size < 1:
-            raise InputError("--iters and --batch-size must be at least 1")
-        if self.grad_accumulation_steps < 1:
-            raise InputError("--grad-accumulation-steps must be at least 1")
+    def validate(self, spell: Spell = field_name) -> None:
+        """Every field obeys its declaration; `spell` names a field as the caller's user wrote it."""
+        declared.check_instance(self, spell)
 
-
-def coerce_field(name: str, value):
-    """`value` cast to the LoRAConfig field's type (YAML 1.1 reads "1e-5" as a string)."""
-    default = LoRAConfig.__dataclass_fields__[name].default
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            return type(default)(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{name.replace('_', '-')} must be a number, got {value!r}")
-    if name == "keys" and value is not None and not isinstance(value, list):
-        raise InputError(f"keys must be a list of block-relative names, got {value!r}")
-    if name == "keys" and value is not None:
-        return _unique(value)
-    return value
-
-
-def parse_keys(text: str) -> list[str]:
-    """`self_attn.q_proj, self_attn.v_proj` -> ['self_attn.q_proj', 'self_attn.v_proj']."""
-    return _unique(key.strip() for key in text.split(",") if key.strip())
-
-
-def _unique(keys) -> list:
-    """Each key once, in the order given: a key named twice adapts its layers once, so
-    counting it twice would expect twice the adapters mlx-lm makes."""
-    return list(dict.fromkeys(keys))
+    @classmethod
+    def checked(cls, values: dict, spell: Spell = field_name) -> LoRAConfig:
+        """A LoRAConfig from field values as written (numbers as text, keys as "a,b"), checked."""
+        config = declared.checked(cls, values, spell)
+        if config.keys is not None:
+            config.keys = _unique(config.keys)
+        return config

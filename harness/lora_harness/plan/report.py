@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from lora_harness.models.sources import resolve
 from lora_harness.plan import advice, machine, request
 from lora_harness.plan.planner import Knobs, Planner
 from lora_harness.plan.shape import Quantization
+from lora_harness.runs.given import given
 from lora_harness.runs.run import new_run_id, now, report_header, settings_from
 
 
-def plan(values: dict, calibrate_steps: int = 0) -> dict:
+def plan(values, calibrate_steps: int = 0) -> dict:
     """The plan section: settings, device, budget, prediction, verdict, advice, calibration."""
+    values = given(values)
     spec, lora, run = request.from_values(values)
     source = resolve(spec)
     planner = Planner(source)
     quantize = None
-    if values.get("q_bits"):
-        quantize = Quantization(values["q_bits"], values.get("q_group_size") or 64)
+    if values.q_bits:
+        quantize = Quantization(values.q_bits, values.q_group_size or 64)
     knobs = Knobs(lora=lora, run=run, quantize=quantize)
     prediction, device = planner.predict(knobs)
-    budget = machine.budget(values.get("memory_gb"))
+    budget = machine.budget(values.memory_gb)
     verdict = machine.verdict(prediction.peak_bytes, budget["bytes"])
     section = {
         "model": planner.shape(knobs).describe(),
@@ -60,12 +64,13 @@ def _calibrate(source, lora, run, prediction, verdict: str, steps: int) -> dict:
     return measured
 
 
-def build(values: dict, calibrate_steps: int = 0) -> dict:
+def build(values, calibrate_steps: int = 0) -> dict:
     """A report of kind "plan": the shared header (as bench writes it) and the plan."""
     started = now()
+    values = given(values)
+    spec = request.model_spec(values)
+    settings = settings_from(dataclasses.replace(values, model=spec))  # every rule, first
     section = plan(values, calibrate_steps)
-    spec, _, _ = request.from_values(values)
-    settings = settings_from({**values, "model": spec, "suite": None, "check": None})
     document = report_header(settings, resolve(spec), new_run_id(), "plan", started)
     document["plan"] = section
     return document

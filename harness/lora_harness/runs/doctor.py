@@ -11,13 +11,9 @@ from functools import cached_property
 from pathlib import Path
 
 from lora_harness.core.checking import SkipCheck
-from lora_harness.core.errors import InputError
 from lora_harness.lora import adapters
 from lora_harness.lora.adapters import adapter_disabled
-from lora_harness.lora.lora_config import (
-    FINE_TUNE_TYPES,
-    LoRAConfig,
-)
+from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.runs import validate
 from lora_harness.runs.context import RunContext
 from lora_harness.runs.generation_part import GenerationPart
@@ -29,15 +25,9 @@ ADAPTER_FIELDS = ("fine_tune_type", "num_layers", "rank", "scale", "dropout", "k
 
 def lora_from_adapter_config(config: dict, path: Path) -> LoRAConfig:
     """The LoRA settings an adapter was trained with; absent keys take mlx_lm.lora's defaults."""
-    fields = validate.fields_from_mlx_lm(config, path)
-    if fields.get("fine_tune_type", "lora") not in FINE_TUNE_TYPES:
-        raise InputError(
-            f"{path}: fine_tune_type {fields['fine_tune_type']!r} has no LoRA adapter to doctor"
-        )
+    fields = validate.fields_from_mlx_lm(config, path, only=ADAPTER_FIELDS)  # each checked
     fields.setdefault("num_layers", MLX_LM_DEFAULT_NUM_LAYERS)
-    lora = LoRAConfig(**{k: fields[k] for k in ADAPTER_FIELDS if k in fields})
-    lora.validate()
-    return lora
+    return LoRAConfig(**{k: fields[k] for k in ADAPTER_FIELDS if k in fields})
 
 
 class AdapterModelPart(ModelPart):

@@ -5,7 +5,11 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+from lora_harness.core import declared
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import Rule, check
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.runs.validate import cli_flag
 
 
 def mlx_lm_parser():
@@ -46,20 +50,30 @@ def namespace(flags: dict) -> types.SimpleNamespace:
     return types.SimpleNamespace(**args)
 
 
+# mlx_lm.lora's own options that the harness's run has not: mlx-lm divides by the first
+# three (so 0 fails mid-run there), and reads -1 batches as the whole set.
+MLX_LM_RULES = {
+    "save_every": Rule(int, minimum=1),
+    "steps_per_report": Rule(int, minimum=1),
+    "steps_per_eval": Rule(int, minimum=1),
+    "val_batches": Rule(int, minimum=1, also=(-1,), hint="-1 for the whole set"),
+    "test_batches": Rule(int, minimum=1, also=(-1,), hint="-1 for the whole set"),
+}
+LORA_PARAMETERS = ("rank", "scale", "dropout", "keys")
+
+
 def _validate(args: dict) -> None:
-    if args["fine_tune_type"] not in ("lora", "dora"):
+    if args["fine_tune_type"] not in declared.rules(LoRAConfig)["fine_tune_type"].choices:
         raise InputError(
             f"--fine-tune-type {args['fine_tune_type']}: the guard checks LoRA/DoRA runs; "
             "a full fine-tune has no frozen base to guard"
         )
-    for name in ("iters", "batch_size", "save_every", "steps_per_report", "steps_per_eval"):
-        if not isinstance(args[name], int) or args[name] < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be a whole number >= 1")
-    for name in ("val_batches", "test_batches"):  # mlx-lm: -1 means the whole set
-        if not isinstance(args[name], int) or (args[name] < 1 and args[name] != -1):
-            raise InputError(
-                f"--{name.replace('_', '-')} must be a whole number >= 1, or -1 for the whole set"
-            )
+    for name, rule in MLX_LM_RULES.items():
+        check(cli_flag(name), args[name], rule)
+    # The harness's bounds, as every command's; mlx-lm then gets the values as checked.
+    lora = lora_config(types.SimpleNamespace(**args))
+    args.update({k: getattr(lora, k) for k in args if k in declared.declarations(LoRAConfig)})
+    args["lora_parameters"] = {**args["lora_parameters"], **lora.lora_parameters()}
     from lora_harness.models.sources import resolve
 
     source = resolve(str(args["model"]))  # the same errors as `run` for a bad --model
@@ -77,22 +91,17 @@ def _validate(args: dict) -> None:
         )
 
 
-def lora_config(args):
-    """The harness's LoRAConfig of mlx_lm.lora's args (what the expectations derive from)."""
-    from lora_harness.lora.lora_config import LoRAConfig
+def lora_config(args) -> LoRAConfig:
+    """The harness's LoRAConfig of mlx_lm.lora's args (what the expectations derive from),
+    each value checked by LoRAConfig's declarations, named as the guard's user wrote it."""
+    params = args.lora_parameters or {}
+    if not isinstance(params, dict):
+        raise InputError("lora_parameters must be a mapping, e.g. {rank: 8, scale: 20.0}")
+    fields = set(declared.declarations(LoRAConfig)) - set(LORA_PARAMETERS)
+    values = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
+    values.update({k: params[k] for k in LORA_PARAMETERS if k in params})
+    return LoRAConfig.checked(values, _spelt)
 
-    params = dict(args.lora_parameters or {})
-    return LoRAConfig(
-        fine_tune_type=args.fine_tune_type,
-        num_layers=args.num_layers,
-        rank=int(params.get("rank", 8)),
-        scale=float(params.get("scale", 20.0)),
-        dropout=float(params.get("dropout", 0.0)),
-        keys=params.get("keys"),
-        batch_size=args.batch_size,
-        iters=args.iters,
-        learning_rate=float(args.learning_rate),
-        seed=args.seed,
-        max_seq_length=args.max_seq_length,
-        mask_prompt=bool(args.mask_prompt),
-    )
+
+def _spelt(name: str) -> str:
+    return f"lora_parameters.{name}" if name in LORA_PARAMETERS else cli_flag(name)

@@ -6,20 +6,17 @@ Flag names follow `mlx_lm.lora` where it has them (--num-layers, --fine-tune-typ
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from lora_harness.core.errors import InputError
-from lora_harness.lora.lora_config import (
-    FINE_TUNE_TYPES,
-    LoRAConfig,
-    coerce_field,
-    learning_rate_for,
-    parse_keys,
-)
-from lora_harness.models.sources import DEFAULT_MODEL, declared_config
-from lora_harness.runs import suites, validate
+from lora_harness.core import declared
+from lora_harness.core.validation import Rule
+from lora_harness.lora.lora_config import MLX_LM_MAX_SEQ_LENGTH, LoRAConfig
+from lora_harness.models.sources import DEFAULT_MODEL
+from lora_harness.runs import suites
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
+from lora_harness.text.generation import GenerationSettings
 
 
 @dataclass(frozen=True)
@@ -31,6 +28,8 @@ class Option:
     choices: tuple | None = None
     action: str | None = None
     metavar: str | None = None
+    rule: Rule | None = None  # what a given value must be; checked by validate.check_options
+    default: Any = None  # None: "not given", so a -c YAML value can show through
     extra: dict = field(default_factory=dict)
 
     @property
@@ -38,14 +37,26 @@ class Option:
         return self.name.replace("-", "_")
 
 
-def lora_help(name: str) -> str:
-    """A LoRA flag's help: the field's own text in LoRAConfig, and its default."""
-    spec = LoRAConfig.__dataclass_fields__[name]
-    if isinstance(spec.default, bool):  # a switch: off unless given
-        return spec.metadata["help"]
-    default = "every Linear of a block" if spec.default is None else spec.default
-    default = spec.metadata.get("default_text", default)
-    return f"{spec.metadata['help']} (default {default})"
+def declared_option(name: str, cls, field_name: str, short: str | None = None) -> Option:
+    """The flag of a declared field: its type, choices, rule, and help with bounds and default."""
+    spec = declared.declarations(cls)[field_name]
+    rule, text = spec.metadata["rule"], declared.help_text(cls, field_name)
+    if rule.kind is bool:
+        return Option(name, text, action="store_true", rule=rule)
+    # Choices are the rule's, not argparse's, so a flag is refused in the YAML's words.
+    metavar = "{" + ",".join(rule.choices) + "}" if rule.choices else None
+    kind = spec.metadata["parse"] or rule.kind
+    return Option(name, text, type=kind, short=short, metavar=metavar, rule=rule)
+
+
+def ranged(name: str, help: str, rule: Rule, default=None, default_text=None, **kw) -> Option:
+    """A flag that is not a declared field: its rule and help, bounds and default, in one place."""
+    text = declared.describe(help, rule, default_text or default)
+    return Option(name, text, type=rule.kind, rule=rule, default=default, **kw)
+
+
+def lora_option(field_name: str) -> Option:
+    return declared_option(field_name.replace("_", "-"), LoRAConfig, field_name)
 
 
 MODEL_OPTIONS = [
@@ -97,11 +108,11 @@ DISTRIBUTED_OPTIONS = [
         "data-parallel across the ranks of mlx.launch (ring, MPI or NCCL); suite distributed",
         action="store_true",
     ),
-    Option(
+    ranged(
         "distributed-timeout",
-        "seconds without a finished step before a rank gives up on its peers "
-        f"(default {DEFAULT_DISTRIBUTED_TIMEOUT_S:.0f})",
-        type=float,
+        "seconds without a finished step before a rank gives up on its peers",
+        Rule(float, above=0, hint="seconds, e.g. 600"),
+        default_text=f"{DEFAULT_DISTRIBUTED_TIMEOUT_S:.0f}",
     ),
 ]
 
@@ -124,19 +135,7 @@ LORA_OPTIONS = [
     Option(
         "config", "mlx_lm.lora-style YAML config; flags override it", short="-c", metavar="YAML"
     ),
-    Option("fine-tune-type", lora_help("fine_tune_type"), choices=FINE_TUNE_TYPES),
-    Option("num-layers", lora_help("num_layers"), type=int),
-    Option("rank", lora_help("rank"), type=int),
-    Option("scale", lora_help("scale"), type=float),
-    Option("dropout", lora_help("dropout"), type=float),
-    Option("keys", lora_help("keys"), type=parse_keys),
-    Option("batch-size", lora_help("batch_size"), type=int),
-    Option("iters", lora_help("iters"), type=int),
-    Option("learning-rate", lora_help("learning_rate"), type=float),
-    Option("grad-accumulation-steps", lora_help("grad_accumulation_steps"), type=int),
-    Option("seed", lora_help("seed"), type=int),
-    Option("max-seq-length", lora_help("max_seq_length"), type=int),
-    Option("mask-prompt", lora_help("mask_prompt"), action="store_true"),
+    *(lora_option(name) for name in declared.declarations(LoRAConfig)),
 ]
 
 EXPECT_OPTIONS = [
@@ -167,21 +166,32 @@ GENERATION_OPTIONS = [
         "(default lora_harness.text.voice:stylometric_score)",
         metavar="MOD:FN",
     ),
-    Option(
-        "voice-tolerance",
-        "how far below its baseline the voice score may fall (default: 2.33 x the scorer's "
-        "bootstrap spread on this run's generations)",
-        type=float,
-    ),
+    declared_option("voice-tolerance", GenerationSettings, "tolerance"),
     Option(
         "baseline",
         "baseline file to hold the voice score against (see --save-baseline)",
         metavar="FILE",
     ),
-    Option(
-        "max-tokens",
-        "tokens per generation (default 48); fewer keep a real model's run short on a CPU",
-        type=int,
+    declared_option("max-tokens", GenerationSettings, "max_tokens"),
+]
+
+SAVE_EVERY_OPTIONS = [
+    ranged(
+        "save-every",
+        "checkpoint every N steps",
+        Rule(int, minimum=0, hint="0 = never"),
+        default=100,
+        default_text="100; 0 = never",
+        metavar="N",
+    ),
+]
+
+PAIRS_OPTIONS = [
+    ranged(
+        "pairs",
+        "interleaved pairs per comparison; 9 or more give a 95%% interval",
+        Rule(int, minimum=1, hint="9 or more give a 95% interval"),
+        default=9,
     ),
 ]
 
@@ -208,31 +218,85 @@ SELFTEST_OPTIONS = (
     + EXPECT_OPTIONS
     + GENERATION_OPTIONS
 )
-TRAIN_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + LORA_OPTIONS
-BENCH_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS
+TRAIN_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + LORA_OPTIONS + SAVE_EVERY_OPTIONS
+BENCH_OPTIONS = MODEL_OPTIONS + LORA_OPTIONS + PAIRS_OPTIONS
 DOCTOR_OPTIONS = MODEL_OPTIONS + DATA_OPTIONS + FUSE_OPTIONS + EXPECT_OPTIONS + GENERATION_OPTIONS
 
 
-def generation_settings_from(values: dict):
-    from lora_harness.text.generation import GenerationSettings
+def _plan_max_seq_length() -> Option:
+    """The run's --max-seq-length, saying the plan's default: mlx_lm.lora's, the user's run's."""
+    seq = lora_option("max_seq_length")
+    text = declared.declarations(LoRAConfig)["max_seq_length"].metadata["help"]
+    default = f"{MLX_LM_MAX_SEQ_LENGTH}, mlx_lm.lora's"
+    return dataclasses.replace(seq, help=declared.describe(text, seq.rule, default))
 
-    settings = GenerationSettings(
-        prompts_path=values.get("prompts"),
-        references_path=values.get("voice_references"),
-        scorer=values.get("voice_scorer"),
-        baseline_path=values.get("baseline"),
-    )
-    if values.get("max_tokens") is not None:  # checked >= 1 by validate.RULES
-        settings.max_tokens = values["max_tokens"]
-    if values.get("voice_tolerance") is not None:
-        if values["voice_tolerance"] < 0:
-            raise InputError("--voice-tolerance must be >= 0")
-        settings.tolerance = values["voice_tolerance"]
-    return settings
+
+PLAN_KNOB_OPTIONS = [
+    Option("grad-checkpoint", "plan with gradient checkpointing", action="store_true"),
+    ranged(
+        "ranks",
+        "data-parallel ranks (mlx.launch -n N): predict one rank's memory",
+        Rule(int, minimum=1, hint="data-parallel ranks, as mlx.launch -n N"),
+        default_text="1",
+        metavar="N",
+    ),
+    ranged(
+        "q-bits",
+        "plan as if the base were quantised to B bits, as mlx_lm.convert -q --q-bits B",
+        Rule(int, minimum=2, maximum=8),
+        default_text="the base as it is",
+        metavar="B",
+    ),
+    ranged(
+        "q-group-size",
+        "with --q-bits: the quantisation group size",
+        Rule(int, minimum=16),
+        default=64,
+        default_text="64, mlx_lm.convert's",
+        metavar="G",
+    ),
+    ranged(
+        "memory-gb",
+        "judge against this budget instead of this machine's memory",
+        Rule(float, above=0),
+        default_text="this machine's",
+        metavar="GB",
+    ),
+    Option(
+        "calibrate",
+        "also run a few real steps at the planned shape: tokens/s, measured peak, "
+        "and predicted / measured",
+        action="store_true",
+    ),
+    ranged(
+        "calibrate-steps",
+        "steps for --calibrate",
+        Rule(int, minimum=2, hint="the first step compiles"),
+        default=3,
+        default_text="3; the first compiles",
+        metavar="N",
+    ),
+]
+PLAN_OPTIONS = (
+    MODEL_OPTIONS
+    + [_plan_max_seq_length() if o.name == "max-seq-length" else o for o in LORA_OPTIONS]
+    + PLAN_KNOB_OPTIONS
+)
+ALL_OPTIONS = RUN_OPTIONS + SAVE_EVERY_OPTIONS + PAIRS_OPTIONS + PLAN_KNOB_OPTIONS
+
+# Option dest -> what a given value must be: every rule above, each declared once.
+RULES: dict[str, Rule] = {o.dest: o.rule for o in ALL_OPTIONS if o.rule is not None}
+# What `lora-harness remote <command> -- ...` forwards, checked before any host is contacted.
+FORWARDED = {
+    "run": RUN_OPTIONS,
+    "train": TRAIN_OPTIONS,
+    "bench": BENCH_OPTIONS,
+    "plan": PLAN_OPTIONS,
+}
 
 
 def _argument(option: Option, dest: str) -> dict:
-    kwargs = {"dest": dest, "help": option.help, "default": None}
+    kwargs = {"dest": dest, "help": option.help, "default": option.default}
     if option.action:
         kwargs["action"] = option.action
         if option.action == "append":
@@ -263,40 +327,3 @@ def add_to_pytest(group, options: list[Option]) -> None:
 
 def values_from_pytest(config, options: list[Option]) -> dict:
     return {option.dest: config.getoption(f"lora_{option.dest}") for option in options}
-
-
-def lora_config_from(values: dict) -> LoRAConfig:
-    """Defaults < YAML config < explicit flags; `values` maps option dests to parsed values."""
-    merged: dict = {}
-    if values.get("config"):
-        merged.update(validate.read_config(values["config"]))
-    for name in LoRAConfig.__dataclass_fields__:
-        if values.get(name) is not None:
-            merged[name] = values[name]
-    if isinstance(merged.get("keys"), str):
-        merged["keys"] = parse_keys(merged["keys"])
-    if "learning_rate" not in merged:
-        rank = coerce_field("rank", merged.get("rank", LoRAConfig.rank))
-        merged["learning_rate"] = learning_rate_for(declared_config(values.get("model")), rank)
-    config = LoRAConfig(**{name: coerce_field(name, value) for name, value in merged.items()})
-    config.validate()
-    return config
-
-
-def check_forwarded(argv: list[str], command: str) -> None:
-    """Values after `--` of a remote command, checked before any host is contacted.
-
-    Only types and ranges: paths name files on the hosts, which are checked there.
-    """
-    import argparse
-
-    class Raising(argparse.ArgumentParser):
-        def error(self, message: str):
-            raise InputError(f"after --, for lora-harness {command} on the hosts: {message}")
-
-    parser = Raising(prog=f"lora-harness {command}", add_help=False)
-    add_to_argparse(parser, MODEL_OPTIONS + LORA_OPTIONS)
-    values = vars(parser.parse_known_args(argv)[0])
-    for dest, rule in validate.RULES.items():
-        if values.get(dest) is not None:
-            validate.check(f"{validate.cli_flag(dest)} (after --)", values[dest], rule)

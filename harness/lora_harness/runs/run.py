@@ -24,9 +24,10 @@ from lora_harness.lora.lora_config import LoRAConfig
 from lora_harness.lora.recipe import CORRECT, Recipe
 from lora_harness.models.sources import ModelSource
 from lora_harness.reports import json_report
-from lora_harness.runs import environment, options, suites, validate
+from lora_harness.runs import environment, suites, validate
 from lora_harness.runs.context import RunContext
 from lora_harness.runs.distributed import DEFAULT_DISTRIBUTED_TIMEOUT_S
+from lora_harness.runs.given import Given, given
 from lora_harness.text.generation import GenerationSettings
 
 
@@ -46,37 +47,40 @@ class Settings:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
-def settings_from(values: dict, spell=validate.cli_flag) -> Settings:
-    """Validate option values (dest -> value) into Settings; raises InputError on bad input.
+def settings_from(values, spell=validate.cli_flag) -> Settings:
+    """Validate the options given (a Given; a namespace or a mapping of option dests is made
+    one) into Settings; raises InputError on bad input.
 
     `spell` names an option as the front end spells it (--rank, --lora-rank).
     """
-    validate.check_options(values, spell)
-    validate.check_run(values, spell)
-    lora, recipe = _lora_and_recipe(values)
+    options = given(values)
+    validate.check_options(options.values(), spell)
+    validate.check_run(options, spell)
+    lora, recipe = _lora_and_recipe(options, spell)
+    suite = _suite(options)
     return Settings(
-        model=values.get("model"),
+        model=options.model,
         lora=lora,
-        pins=expectations.parse_pins(values.get("expect") or []),
-        suite=_suite(values),
-        check_names=suites.select(_suite(values), values.get("check")),
-        trainer=values.get("trainer") or "sft",
-        distributed=bool(values.get("distributed")),
+        pins=expectations.parse_pins(options.expect or []),
+        suite=suite,
+        check_names=suites.select(suite, options.check),
+        trainer=options.trainer or "sft",
+        distributed=bool(options.distributed),
         recipe=recipe,
-        distributed_timeout=values.get("distributed_timeout") or DEFAULT_DISTRIBUTED_TIMEOUT_S,
-        data_dir=values.get("data"),
-        generation=options.generation_settings_from(values),
+        distributed_timeout=options.distributed_timeout or DEFAULT_DISTRIBUTED_TIMEOUT_S,
+        data_dir=options.data,
+        generation=options.generation_settings(),
     )
 
 
-def recipe_for(values: dict) -> Recipe:
+def recipe_for(options) -> Recipe:
     """The user's --recipe (or the correct one), fused as --fuse-dequantize says."""
-    recipe = CORRECT
-    if values.get("recipe"):
+    options, recipe = given(options), CORRECT
+    if options.recipe:
         from lora_harness.lora import user_recipe
 
-        recipe = user_recipe.load(values["recipe"], values.get("trainer") or "sft")
-    if values.get("fuse_dequantize"):
+        recipe = user_recipe.load(options.recipe, options.trainer or "sft")
+    if options.fuse_dequantize:
         fuse = functools.partial(fuse_with_mlx_lm, dequantize=True)
         recipe = dataclasses.replace(
             recipe,
@@ -87,25 +91,27 @@ def recipe_for(values: dict) -> Recipe:
     return recipe
 
 
-def _lora_and_recipe(values: dict) -> tuple[LoRAConfig, Recipe]:
+def _lora_and_recipe(options: Given, spell) -> tuple[LoRAConfig, Recipe]:
     """The LoRA settings and the recipe, with --inject-fault applied on top."""
-    lora, recipe = options.lora_config_from(values), recipe_for(values)
-    fault_name = values.get("inject_fault")
-    if not fault_name:
+    lora, recipe = options.lora_config(spell), recipe_for(options)
+    if not options.inject_fault:
         return lora, recipe
     from lora_harness.lora.faults import ALL_FAULTS
 
-    if fault_name not in ALL_FAULTS:
-        raise InputError(f"--inject-fault {fault_name}: unknown; see lora-harness selftest --list")
-    return ALL_FAULTS[fault_name].applied_to(lora, recipe)
+    if options.inject_fault not in ALL_FAULTS:
+        raise InputError(
+            f"{spell('inject_fault')} {options.inject_fault}: unknown; "
+            "see lora-harness selftest --list"
+        )
+    return ALL_FAULTS[options.inject_fault].applied_to(lora, recipe)
 
 
-def _suite(values: dict) -> str | None:
-    if values.get("suite") is None and values.get("trainer") == "dpo" and not values.get("check"):
+def _suite(options: Given) -> str | None:
+    if options.suite is None and options.trainer == "dpo" and not options.check:
         return "dpo"
-    if values.get("suite") is None and values.get("distributed") and not values.get("check"):
+    if options.suite is None and options.distributed and not options.check:
         return "distributed"
-    return values.get("suite")
+    return options.suite
 
 
 def prepare(settings: Settings, step_callbacks=()) -> RunContext:

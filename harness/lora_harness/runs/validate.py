@@ -10,32 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lora_harness.core import declared
 from lora_harness.core.errors import InputError
 from lora_harness.core.validation import Rule, check, check_keys, read_text
-from lora_harness.lora.lora_config import FINE_TUNE_TYPES, LoRAConfig, parse_keys
+from lora_harness.lora.lora_config import LoRAConfig
+from lora_harness.runs import options
 
 Spell = Callable[[str], str]
-
-# Option dest -> what its value must be. Paths are checked by PATHS below.
-RULES: dict[str, Rule] = {
-    "num_layers": Rule(
-        int, minimum=1, also=(-1,), hint="0 adapts no block; use -1 for all or a count >= 1"
-    ),
-    "rank": Rule(int, minimum=1, hint="a LoRA rank such as 8"),
-    "scale": Rule(float, above=0, hint="mlx-lm's absolute scale, e.g. 20.0"),
-    "dropout": Rule(float, minimum=0, below=1, hint="a probability such as 0.05"),
-    "batch_size": Rule(int, minimum=1),
-    "grad_accumulation_steps": Rule(int, minimum=1, hint="micro-batches per update, e.g. 4"),
-    "iters": Rule(int, minimum=2, hint="the loss checks compare the first and last step"),
-    "learning_rate": Rule(float, above=0, hint="e.g. 1e-3"),
-    "seed": Rule(int, minimum=0, maximum=2**32 - 1),
-    "max_seq_length": Rule(int, minimum=2, hint="a step needs an input and a target token"),
-    "distributed_timeout": Rule(float, above=0, hint="seconds, e.g. 600"),
-    "voice_tolerance": Rule(float, minimum=0, maximum=1, hint="voice scores lie in [0, 1]"),
-    "save_every": Rule(int, minimum=0, hint="0 = never"),
-    "max_tokens": Rule(int, minimum=1, hint="tokens per generation, e.g. 48"),
-    "pairs": Rule(int, minimum=1),
-}
 
 # Option dest -> which kind of path it must name.
 PATHS = {
@@ -64,14 +45,12 @@ def pytest_flag(dest: str) -> str:
 
 def check_options(values: dict, spell: Spell = cli_flag) -> None:
     """Types, ranges, finiteness and paths of every option value that was given."""
-    for dest, rule in RULES.items():
+    for dest, rule in options.RULES.items():
         if values.get(dest) is not None:
             check(spell(dest), values[dest], rule)
     for dest, kind in PATHS.items():
         if values.get(dest) is not None and values[dest] != "-":
             check_path(spell(dest), values[dest], kind, values, spell)
-    if values.get("keys") is not None and not values["keys"]:
-        raise InputError(f"{spell('keys')} is empty; name at least one key, e.g. self_attn.q_proj")
     check_contents(values, spell)
 
 
@@ -139,21 +118,21 @@ def _creatable(name: str, value, path: Path) -> None:
             return
 
 
-def check_run(values: dict, spell: Spell = cli_flag) -> None:
+def check_run(options, spell: Spell = cli_flag) -> None:
     """Combinations `run` would accept and then ignore: each one is an error instead."""
-    suite, trainer = values.get("suite"), values.get("trainer") or "sft"
+    suite, trainer = options.suite, options.trainer or "sft"
     if suite == "dpo" and trainer != "dpo":
         raise InputError(
             f"{spell('suite')} dpo checks a DPO run; add {spell('trainer')} dpo "
             "(its checks would all be skipped under SFT)"
         )
-    if suite == "distributed" and not values.get("distributed"):
+    if suite == "distributed" and not options.distributed:
         raise InputError(
             f"{spell('suite')} distributed needs {spell('distributed')} under mlx.launch "
             "(its checks would all be skipped in one process)"
         )
-    if values.get("save_baseline") is not None and (
-        suite not in (None, "gate") or trainer == "dpo" or values.get("distributed")
+    if options.save_baseline is not None and (
+        suite not in (None, "gate") or trainer == "dpo" or options.distributed
     ):
         raise InputError(
             f"{spell('save_baseline')} stores the voice score, which only the gate suite "
@@ -173,12 +152,6 @@ MLX_LM_ONLY_KEYS = (
     "clear_cache_threshold", "lr_schedule", "report_to", "project_name",
     "trust_remote_code", "wandb",
 )  # fmt: skip
-FIELD_RULES = {
-    **RULES,
-    "fine_tune_type": Rule(str),
-    "keys": Rule(list, items=str),
-    "mask_prompt": Rule(bool),
-}
 
 
 def read_config(path) -> dict:
@@ -199,14 +172,15 @@ def read_config(path) -> dict:
     return fields_from_mlx_lm(raw, path, also_allowed=MLX_LM_ONLY_KEYS)
 
 
-def fields_from_mlx_lm(raw: dict, path, also_allowed=None) -> dict:
+def fields_from_mlx_lm(raw: dict, path, also_allowed=None, only=None) -> dict:
     """LoRAConfig values from an mlx-lm mapping: a -c YAML config, or an adapter_config.json.
 
     Top-level names as they are, `lora_parameters {rank, scale, dropout, keys}` unnested, each
     value checked. With `also_allowed`, any other top-level key is an error (a YAML config);
     without, other keys pass (mlx_lm.lora dumps all its arguments into adapter_config.json).
+    `only`: the fields to read; an adapter's own training run (its iters, say) is not ours.
     """
-    fields = list(LoRAConfig.__dataclass_fields__)  # rank etc. also at the top, as before
+    fields = list(only or declared.declarations(LoRAConfig))  # rank etc. also at the top
     if also_allowed is not None:
         check_keys(raw, [*fields, "lora_parameters", *also_allowed], f"config file {path}")
     values = {k: _field(k, v, f"{k} in {path}") for k, v in raw.items() if k in fields}
@@ -230,14 +204,7 @@ def _lora_parameters(section, path) -> dict:
 
 
 def _field(key: str, value, name: str):
-    if key == "keys" and isinstance(value, str):
-        value = parse_keys(value)
-    value = check(name, value, FIELD_RULES[key], text_numbers=True)
-    if key == "fine_tune_type" and value not in FINE_TUNE_TYPES:
-        raise InputError(f"{name} must be one of {', '.join(FINE_TUNE_TYPES)}, got {value!r}")
-    if key == "keys" and not value:
-        raise InputError(f"{name} is empty; name at least one key, e.g. self_attn.q_proj")
-    return value
+    return declared.check_value(LoRAConfig, key, value, name)
 
 
 def argtype(rule: Rule):
@@ -255,3 +222,23 @@ def argtype(rule: Rule):
 
 
 KIND_NAMES = {int: "integer", float: "number"}
+
+
+def check_forwarded(argv: list[str], command: str) -> None:
+    """Values after `--` of a remote command, checked before any host is contacted.
+
+    Only types and ranges: paths name files on the hosts, which are checked there.
+    """
+    import argparse
+
+    class Raising(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise InputError(f"after --, for lora-harness {command} on the hosts: {message}")
+
+    parser = Raising(prog=f"lora-harness {command}", add_help=False)
+    options.add_to_argparse(parser, options.FORWARDED.get(command, options.PLAN_OPTIONS))
+    argv = argv[1:] if argv[:1] == ["--"] else argv  # as the controller forwards them
+    values = vars(parser.parse_known_args(argv)[0])
+    for dest, rule in options.RULES.items():
+        if values.get(dest) is not None:
+            check(f"{cli_flag(dest)} (after --)", values[dest], rule)

@@ -261,8 +261,11 @@ def watch(
 
 def _lora_config(lora) -> LoRAConfig:
     """A LoRAConfig from itself, a dict of its fields, or an mlx-lm adapter config dict."""
-    if lora is None or isinstance(lora, LoRAConfig):
-        return lora or LoRAConfig()
+    if isinstance(lora, LoRAConfig):
+        lora.validate(_api_name)
+        return lora
+    if lora is None:
+        return LoRAConfig()
     lora = dict(lora)
     fields = LoRAConfig.__dataclass_fields__
     nested = lora.pop("lora_parameters", None)
@@ -270,9 +273,11 @@ def _lora_config(lora) -> LoRAConfig:
     if unknown:  # a typo must not silently fall back to a default
         raise InputError(f"watch(lora=...): {unknown[0]!r} is unknown; use {', '.join(fields)}")
     values = {k: v for k, v in {**lora, **(nested or {})}.items() if k in fields}
-    config = LoRAConfig(**values)
-    config.validate()
-    return config
+    return LoRAConfig.checked(values, _api_name)
+
+
+def _api_name(name: str) -> str:
+    return f"watch(lora=...): {name}"
 
 
 def _config_dict(config) -> dict:

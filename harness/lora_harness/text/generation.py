@@ -14,6 +14,9 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from lora_harness.core.declared import setting
+from lora_harness.core.validation import Rule
+
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|eom_id|>")
 
 
@@ -24,9 +27,18 @@ class GenerationSettings:
     prompts_path: str | None = None
     references_path: str | None = None
     scorer: str | None = None
-    tolerance: float | None = None  # None: derived from the scorer's measured spread
+    tolerance: float | None = setting(
+        None,
+        "how far below its baseline the voice score may fall",
+        Rule(float, minimum=0, maximum=1, hint="voice scores lie in [0, 1]"),
+        default_text="2.33 x the scorer's bootstrap spread on this run's generations",
+    )
     baseline_path: str | None = None
-    max_tokens: int = 48
+    max_tokens: int = setting(
+        48,
+        "tokens per generation; fewer keep a real model's run short on a CPU",
+        Rule(int, minimum=1, hint="tokens per generation, e.g. 48"),
+    )
     seed: int = 0
 
 
