@@ -53,6 +53,7 @@ GATE_SUITE = Suite(
         checks.adapters_changed.AdaptersChanged,
         checks.loss_finite_and_decreasing.LossFiniteAndDecreasing,
         checks.loss_covers_expected_tokens.LossCoversExpectedTokens,
+        checks.first_loss_is_cross_entropy.FirstLossIsCrossEntropy,
         checks.training_examples_terminated.TrainingExamplesTerminated,
         checks.no_endoftext_spam.NoEndoftextSpam,
         checks.voice_score_baseline.VoiceScoreBaseline,
