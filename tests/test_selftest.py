@@ -53,6 +53,10 @@ def test_a_declared_catcher_that_passes_is_a_finding_that_fails_the_verdict():
     assert summary["unkept_declarations"] == [{"fault": fault.name, "checks": [blinded]}]
     assert summary["verdict"] == "fail"
     assert "!" in markdown_matrix({"checks": declared, "faults": [entry]})
+    from lora_harness.reports.html import _selftest_view
+
+    (row,) = _selftest_view({"checks": declared, "faults": [entry]})["rows"]
+    assert row["badge"] == "fail" and f"declared but passed: {blinded}" in row["verdict"]
 
 
 def test_a_fault_without_effect_keeps_no_declaration_to_check():

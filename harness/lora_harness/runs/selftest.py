@@ -230,12 +230,14 @@ def caught_table(section: dict | None = None) -> str:
     with a self-test section: as that run measured it (the checks that failed). The two
     are equal exactly when every declaration held and nothing else failed."""
     rows = ["| fault | what goes wrong | caught by |", "|---|---|---|"]
+    order = section["checks"] if section else suites.GATE
     for name, description, failed, verdict in _caught_rows(section):
-        listed = ", ".join(f"`{c}`" for c in suites.GATE if c in failed)
+        listed = ", ".join(f"`{c}`" for c in order if c in failed)
         cell = NO_CATCHER if verdict == "no effect" else listed
         if verdict == "**ESCAPED**":
             cell = verdict + (f" (failed: {listed})" if listed else "")
-        rows.append(f"| `{name}` | {description.replace('|', chr(92) + '|')} | {cell} |")
+        escaped = description.replace("|", "\\|")  # a pipe would end the cell
+        rows.append(f"| `{name}` | {escaped} | {cell} |")
     return "\n".join(rows) + "\n"
 
 
