@@ -92,10 +92,10 @@ def test_json_dash_prints_only_json_on_stdout(cli):
     result = cli("run", "--model", "shape:qwen2.5-0.5b", "--suite", "structure", "--json", "-")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)  # nothing but the document: any other line breaks it
-    assert [c["name"] for c in report["checks"]] == suites.SUITES["structure"]["checks"]
+    assert [c["name"] for c in report["checks"]] == suites.SUITES["structure"].names
     assert report["summary"]["verdict"] == "pass"
     # the human lines still reach the user, on stderr
-    assert all(f"PASS  {name}" in result.stderr for name in suites.SUITES["structure"]["checks"])
+    assert all(f"PASS  {name}" in result.stderr for name in suites.SUITES["structure"].names)
 
 
 def test_json_path_is_written(cli, tmp_path):

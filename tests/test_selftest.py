@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from lora_harness.core.checking import CheckResult
 from lora_harness.lora.faults import FAULTS
 from lora_harness.reports import json_report
-from lora_harness.runs.selftest import judge_fault, markdown_matrix
+from lora_harness.runs import suites
+from lora_harness.runs.selftest import caught_table, judge_fault, markdown_matrix, summarise
 from tests.support.helpers import run_gate
 
 
@@ -38,6 +39,33 @@ def test_a_fault_that_fails_only_unexpected_checks_is_not_caught():
     entry = judge_fault(fault, results, _state(2.0), _clean(0.0))
     assert not entry["caught"] and not entry["no_effect"]
     assert entry["also_failed"] == ["adapters_changed"]
+
+
+def test_a_declared_catcher_that_passes_is_a_finding_that_fails_the_verdict():
+    # Never trust a declaration: each check that says it catches the fault must fail on it.
+    fault = FAULTS["loss_sign_flipped"]
+    declared = suites.catchers(fault.name, suites.GATE)
+    blinded = declared[-1]
+    results = _results(**{n: "pass" if n == blinded else "fail" for n in declared})
+    entry = judge_fault(fault, results, _state(2.0), _clean(0.0))
+    assert entry["caught"] and entry["declared_not_failed"] == [blinded]
+    summary = summarise([], [entry])
+    assert summary["unkept_declarations"] == [{"fault": fault.name, "checks": [blinded]}]
+    assert summary["verdict"] == "fail"
+    assert "!" in markdown_matrix({"checks": declared, "faults": [entry]})
+    from lora_harness.reports.html import _selftest_view
+
+    (row,) = _selftest_view({"checks": declared, "faults": [entry]})["rows"]
+    assert row["badge"] == "fail" and f"declared but passed: {blinded}" in row["verdict"]
+
+
+def test_a_fault_without_effect_keeps_no_declaration_to_check():
+    fault = FAULTS["skip_optimizer_init"]
+    entry = judge_fault(
+        fault, _results(optimizer_state_matches_trainable="pass"), _state(1.0), _clean(0.0)
+    )
+    assert entry["no_effect"] and entry["declared_not_failed"] == []
+    assert summarise([], [entry])["verdict"] == "pass"
 
 
 def test_no_effect_is_judged_against_the_spread_of_two_clean_runs():
@@ -82,8 +110,9 @@ def test_selftest_cli_json_and_markdown(cli, tmp_path):
     assert section["faults"][0]["caught"] and section["faults"][1]["no_effect"]
     assert report["summary"]["fail"] == report["summary"]["warn"] == 0
     table = (tmp_path / "matrix.md").read_text()
-    assert table == markdown_matrix(section)
+    assert table == caught_table(section) + "\n" + markdown_matrix(section)
     assert "`unfreeze_without_keys` | yes" in table and "no effect" in table
+    assert section["summary"]["unkept_declarations"] == []
 
 
 def test_selftest_refuses_unknown_faults_and_shape_models(cli):

@@ -26,6 +26,15 @@ class AdapterApplied(Check):
         "that are NaN come from non-finite adapter tensors: retrain with a lower learning rate."
     )
     requires = ("weights",)
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "zero_loss_tokens",
+        "huge_scale",
+        "destructive_full_model_lr",
+        "adapter_saved_not_applied",
+        "adapter_config_without_scale",
+    )
 
     @rejection_guard
     def measure(self, ctx) -> Measurement:

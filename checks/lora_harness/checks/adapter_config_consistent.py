@@ -13,6 +13,7 @@ class AdapterConfigConsistent(Check):
     )
     remedy = "Keep adapter_config.json as the trainer wrote it, or regenerate it with the real rank and keys."
     requires = ("weights",)
+    shown_failing_in = "tests/test_doctor.py::test_corrupted_adapters_are_findings"
 
     def measure(self, ctx) -> Measurement:
         config = getattr(ctx, "adapter_config", None)

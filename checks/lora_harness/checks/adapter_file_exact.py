@@ -24,6 +24,14 @@ class AdapterFileExact(Check):
         "match the rank, keys and num_layers the tensors were trained with."
     )
     requires = ("weights",)
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "legacy_qv_keys",
+        "partial_num_layers",
+        "lora_a_frozen",
+        "destructive_full_model_lr",
+    )
 
     def measure(self, ctx) -> Measurement:
         tensors = ctx.adapter.tensors

@@ -22,6 +22,16 @@ class AdapterRoundtrip(Check):
         "adapter_config.json with the fine_tune_type, num_layers and lora_parameters used."
     )
     requires = ("weights",)
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "mx_value_and_grad",
+        "lora_a_frozen",
+        "zero_loss_tokens",
+        "destructive_full_model_lr",
+        "adapter_saved_not_applied",
+        "adapter_config_without_scale",
+    )
 
     @rejection_guard
     def measure(self, ctx) -> Measurement:

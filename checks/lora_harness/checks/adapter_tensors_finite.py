@@ -13,6 +13,7 @@ class AdapterTensorsFinite(Check):
     symptom = "An adapter saved after the loss went NaN: every generation through it is garbage."
     remedy = "Retrain from the last finite checkpoint with a lower --learning-rate or --scale."
     requires = ("weights",)
+    shown_failing_in = "tests/test_doctor.py::test_corrupted_adapters_are_findings"
 
     def measure(self, ctx) -> Measurement:
         bad = sorted(n for n, t in ctx.adapter.tensors.items() if not mx.all(mx.isfinite(t)).item())

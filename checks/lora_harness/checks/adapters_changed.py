@@ -17,6 +17,10 @@ class AdaptersChanged(Check):
         "the model) and optimizer.update(model, grads) runs every step with a nonzero rate."
     )
     requires = ("weights",)
+    catches = (
+        "lora_a_frozen",
+        "huge_scale",
+    )
 
     def measure(self, ctx) -> Measurement:
         if ctx.lora.iters < 2:

@@ -22,6 +22,7 @@ class DistributedMatchesSingle(Check):
         "Shard batches disjointly across ranks and average (not sum) gradients before the update."
     )
     requires = ("weights", "distributed")
+    catches = ("rank_skips_average",)
 
     def measure(self, ctx) -> Measurement:
         ranks = ctx.training.ranks

@@ -17,6 +17,13 @@ class FrozenBaseUnchanged(Check):
         "nn.value_and_grad and init the optimizer on model.trainable_parameters()."
     )
     requires = ("weights",)
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "mx_value_and_grad",
+        "destructive_full_model_lr",
+        "dpo_reference_trained",
+    )
 
     def measure(self, ctx) -> Measurement:
         outcome = ctx.training

@@ -42,6 +42,17 @@ class FuseEquivalence(Check):
         "--dequantize (here --fuse-dequantize) and compare again."
     )
     requires = ("weights",)
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "lora_a_frozen",
+        "zero_loss_tokens",
+        "huge_scale",
+        "destructive_full_model_lr",
+        "fuse_drops_delta",
+        "adapter_saved_not_applied",
+        "adapter_config_without_scale",
+    )
 
     @rejection_guard
     def measure(self, ctx) -> Measurement:

@@ -25,6 +25,7 @@ class GradAccumulationMatchesBatch(Check):
         "tokens; apply the last partial window (lora-harness's --grad-accumulation-steps does)."
     )
     requires = ("weights",)
+    shown_failing_in = "tests/test_trainer_checks.py::test_ga_fails_on_each_coded_fault"
 
     def measure(self, ctx) -> Measurement:
         from lora_harness.lora.accumulation import measure

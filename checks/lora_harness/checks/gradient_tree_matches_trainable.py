@@ -17,6 +17,15 @@ class GradientTreeMatchesTrainable(Check):
         "model.trainable_parameters() only."
     )
     requires = ("weights",)
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "legacy_qv_keys",
+        "partial_num_layers",
+        "mx_value_and_grad",
+        "lora_a_frozen",
+        "destructive_full_model_lr",
+    )
 
     def measure(self, ctx) -> Measurement:
         return keysets.compare(ctx.training.gradient_keys, ctx.model.expectations.trainable_keys())

@@ -22,6 +22,7 @@ class IdentityAtInit(Check):
         "adapted model is the base model until training moves it."
     )
     requires = ("weights",)
+    catches = ("nonzero_lora_b_init",)
 
     def measure(self, ctx) -> Measurement:
         part = ctx.model

@@ -16,6 +16,10 @@ class LoRALayerCount(Check):
         "Convert with mlx_lm.tuner.utils.linear_to_lora_layers and check --num-layers "
         "(-1 = all blocks) and --keys; for Qwen2.5-7B rank 8 on all blocks expect 196."
     )
+    catches = (
+        "legacy_qv_keys",
+        "partial_num_layers",
+    )
 
     def measure(self, ctx) -> Measurement:
         names = adapter_module_names(ctx.model.lora_model)

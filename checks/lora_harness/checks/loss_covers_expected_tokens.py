@@ -23,6 +23,12 @@ class LossCoversExpectedTokens(Check):
         "sum; tokenise with mask_prompt so each example carries its prompt offset."
     )
     requires = ("weights",)
+    catches = (
+        "zero_loss_tokens",
+        "loss_scores_padding",
+        "loss_mask_on_inputs",
+        "dpo_loss_scores_prompt",
+    )
 
     def measure(self, ctx) -> Measurement:
         training = ctx.training

@@ -30,6 +30,12 @@ class LossFiniteAndDecreasing(Check):
     requires = ("weights",)
     # On a single repeated batch even a few Adam steps should cut the loss noticeably.
     min_relative_drop = 0.02
+    catches = (
+        "zero_loss_tokens",
+        "huge_scale",
+        "destructive_full_model_lr",
+        "loss_sign_flipped",
+    )
 
     def measure(self, ctx) -> Measurement:
         metrics = ctx.training.metrics

@@ -23,6 +23,11 @@ class NoEndoftextSpam(Check):
     max_bad_share = 0.25  # empty or looping generations tolerated before failing
     loop_threshold = 0.5  # repeated 4-gram share that counts as a loop
     min_stop_share = 0.5  # below this, warn: most outputs ran to the length limit
+    catches = (
+        "zero_loss_tokens",
+        "destructive_full_model_lr",
+        "loss_sign_flipped",
+    )
 
     def measure(self, ctx) -> Measurement:
         generations = ctx.generation.generations

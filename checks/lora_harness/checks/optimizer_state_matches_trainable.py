@@ -14,6 +14,16 @@ class OptimizerStateMatchesTrainable(Check):
     )
     remedy = "Initialise with optimizer.init(model.trainable_parameters()) after unfreezing the adapters."
     requires = ("weights",)
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "legacy_qv_keys",
+        "partial_num_layers",
+        "optimizer_init_all_parameters",
+        "mx_value_and_grad",
+        "lora_a_frozen",
+        "destructive_full_model_lr",
+    )
 
     def measure(self, ctx) -> Measurement:
         keys = ctx.training.optimizer_state_keys

@@ -13,6 +13,7 @@ class PreferenceMarginIncreases(Check):
     )
     remedy = "Check the loss is -log sigmoid(beta * margin), the chosen/rejected order, and the trainable keys."
     requires = ("weights", "dpo")
+    catches = ("dpo_loss_sign_flipped",)
 
     def measure(self, ctx) -> Measurement:
         dpo = ctx.training.dpo

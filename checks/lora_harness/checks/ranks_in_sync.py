@@ -16,6 +16,7 @@ class RanksInSync(Check):
         "LoRA init identically and launch every rank with the same code and flags."
     )
     requires = ("weights", "distributed")
+    catches = ("rank_skips_average",)
 
     def measure(self, ctx) -> Measurement:
         digests = ctx.training.ranks.adapter_digests

@@ -18,6 +18,7 @@ class ReferenceUnchanged(Check):
         "the adapter disabled and stop_gradient."
     )
     requires = ("weights", "dpo")
+    catches = ("dpo_reference_trained",)
 
     def measure(self, ctx) -> Measurement:
         dpo = ctx.training.dpo

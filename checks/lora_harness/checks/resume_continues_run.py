@@ -22,6 +22,7 @@ class ResumeContinuesRun(Check):
         "resume_checkpoint."
     )
     requires = ("weights",)
+    shown_failing_in = "tests/test_trainer_checks.py::test_resume_fails_on_each_coded_fault"
 
     def measure(self, ctx) -> Measurement:
         from lora_harness.lora.resume_probe import measure

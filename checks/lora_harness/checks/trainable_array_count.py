@@ -18,6 +18,15 @@ class TrainableArrayCount(Check):
         "model.freeze(); linear_to_lora_layers(...); model.unfreeze(keys=['lora_a','lora_b'], "
         "strict=False); count with len(tree_flatten(model.trainable_parameters()))."
     )
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "legacy_qv_keys",
+        "partial_num_layers",
+        "count_without_tree_flatten",
+        "lora_a_frozen",
+        "destructive_full_model_lr",
+    )
 
     def measure(self, ctx) -> Measurement:
         model = ctx.model.lora_model

@@ -12,6 +12,7 @@ class TrainableCountsMatchAcrossRanks(Check):
         "Deploy the same harness and flags to every host (lora-harness remote run does) and rerun."
     )
     requires = ("weights", "distributed")
+    shown_failing_in = "tests/test_distributed_checks.py::test_trainable_counts_match_across_ranks"
 
     def measure(self, ctx) -> Measurement:
         ranks = ctx.training.ranks

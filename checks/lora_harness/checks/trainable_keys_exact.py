@@ -16,6 +16,14 @@ class TrainableKeysExact(Check):
         "Call model.freeze() before linear_to_lora_layers and unfreeze with "
         "keys=['lora_a','lora_b'] (plus 'm' for DoRA), strict=False; never unfreeze() bare."
     )
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "legacy_qv_keys",
+        "partial_num_layers",
+        "lora_a_frozen",
+        "destructive_full_model_lr",
+    )
 
     def measure(self, ctx) -> Measurement:
         return keysets.compare(ctx.model.trainable_keys(), ctx.model.expectations.trainable_keys())

@@ -19,6 +19,14 @@ class TrainableParameterCount(Check):
         "Freeze the base before converting, unfreeze only lora_a/lora_b, and check --rank and "
         "--keys; compare with the derived value in the report's expectations."
     )
+    catches = (
+        "unfreeze_without_keys",
+        "hand_built_lora_after_freeze",
+        "legacy_qv_keys",
+        "partial_num_layers",
+        "lora_a_frozen",
+        "destructive_full_model_lr",
+    )
 
     def measure(self, ctx) -> Measurement:
         observed = sum(a.size for _, a in tree_flatten(ctx.model.lora_model.trainable_parameters()))

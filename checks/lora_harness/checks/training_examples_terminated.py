@@ -22,6 +22,7 @@ class TrainingExamplesTerminated(Check):
         "examples so truncation keeps their terminator."
     )
     requires = ("weights",)
+    catches = ("data_without_terminator",)
 
     def measure(self, ctx) -> Measurement:
         dataset, max_length = ctx.model.training_dataset, ctx.lora.max_seq_length

@@ -25,6 +25,11 @@ class VoiceScoreBaseline(Check):
     )
     requires = ("weights", "generation")
     before_training = ("generation.init_generations",)
+    catches = (
+        "zero_loss_tokens",
+        "destructive_full_model_lr",
+        "loss_sign_flipped",
+    )
 
     def measure(self, ctx) -> Measurement:
         gen = ctx.generation

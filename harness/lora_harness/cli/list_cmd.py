@@ -21,12 +21,12 @@ def register(commands) -> None:
 def markdown_table() -> str:
     """One row per check, in suite order: the symptom a user sees, the check, its remedy."""
     checks, rows, seen = all_checks(), [], set()
-    ordered = [n for suite in SUITES.values() for n in suite["checks"]] + sorted(checks)
+    ordered = [n for suite in SUITES.values() for n in suite.names] + sorted(checks)
     for name in ordered:
         if name in seen or name not in checks:
             continue
         seen.add(name)
-        suites = ", ".join(s for s, suite in SUITES.items() if name in suite["checks"])
+        suites = ", ".join(s for s, suite in SUITES.items() if name in suite.names)
         check = checks[name]
         cells = [check.symptom, f"`{name}` ({suites or 'no suite'})", check.remedy]
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -46,15 +46,15 @@ def handle(args) -> int:
     checks = all_checks()
     print("Suites:")
     for name, suite in SUITES.items():
-        summary = suite["summary"]
+        summary = suite.summary
         if name == DEFAULT_SUITE and "(default)" not in summary:
             summary += " (default)"
-        print(f"  {name:<12}{summary}; {plural(len(suite['checks']), 'check')}")
+        print(f"  {name:<12}{summary}; {plural(len(suite.checks), 'check')}")
     print("\nChecks:")
     width = max(len(name) for name in checks) + 2
     for name in sorted(checks):
         check = checks[name]
-        suites = ",".join(s for s, suite in SUITES.items() if name in suite["checks"])
+        suites = ",".join(s for s, suite in SUITES.items() if name in suite.names)
         print(f"  {name:<{width}}{check.summary} [{suites}]")
         if args.verbose:
             print(f"  {'':<{width}}symptom: {check.symptom}")

@@ -15,7 +15,7 @@ from lora_harness.models.sources import resolve
 from lora_harness.runs import options
 from lora_harness.runs.given import Given
 from lora_harness.runs.run import settings_from
-from lora_harness.runs.selftest import markdown_matrix, selftest_report
+from lora_harness.runs.selftest import caught_table, markdown_matrix, selftest_report
 
 
 def register(commands) -> None:
@@ -35,7 +35,16 @@ def register(commands) -> None:
     )
     parser.add_argument("--list", action="store_true", help="list the faults and exit")
     parser.add_argument(
-        "--markdown", metavar="PATH", type=Path, help="write the fault x check matrix as Markdown"
+        "--declared",
+        action="store_true",
+        help="print fault -> catching checks as the checks declare it (the README's table) "
+        "and exit; the self-test run verifies every declaration",
+    )
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        type=Path,
+        help="write fault -> catching checks as measured, and the fault x check grid, as Markdown",
     )
     add_output_args(parser)
     parser.set_defaults(handler=handle)
@@ -45,6 +54,9 @@ def handle(args) -> int:
     if args.list:
         for fault in ALL_FAULTS.values():
             print(f"{fault.name:<32}{fault.description}")
+        return EXIT_OK
+    if args.declared:
+        print(caught_table(), end="")
         return EXIT_OK
     names = args.fault or list(FAULTS)
     unknown = [n for n in names if n not in FAULTS]
@@ -64,13 +76,18 @@ def handle(args) -> int:
     section = report["selftest"]
     path = emit(report, args)
     if args.markdown:
-        write_atomic(args.markdown, markdown_matrix(section))
+        write_atomic(args.markdown, caught_table(section) + "\n" + markdown_matrix(section))
     summary = section["summary"]
     show.note(
         f"selftest: {summary['caught']}/{summary['faults']} caught, no effect: "
         f"{', '.join(summary['no_effect']) or 'none'}, escaped: {', '.join(summary['escaped']) or 'none'}; "
         f"clean run {'clean' if not summary['clean_not_passing'] else 'NOT clean: ' + ', '.join(summary['clean_not_passing'])}"
     )
+    for unkept in summary["unkept_declarations"]:
+        show.note(
+            f"declared but passed: {', '.join(unkept['checks'])} on {unkept['fault']} "
+            "(each declares it catches this fault; a check blinded, or another MLX/model)"
+        )
     if unreached := section["not_reaching_user_code"]:
         show.note(_unreached_line(unreached))
     show.note(f"report: {path}")
@@ -79,14 +96,16 @@ def handle(args) -> int:
 
 def _fault_line(entry: dict) -> str:
     if entry["caught"]:
-        return f"  CAUGHT    {entry['name']:<30} by {', '.join(entry['caught_by'])}"
+        also = f"; also failed: {', '.join(entry['also_failed'])}" if entry["also_failed"] else ""
+        return f"  CAUGHT    {entry['name']:<30} by {', '.join(entry['caught_by'])}{also}"
     if entry["no_effect"]:
         ev = entry["evidence"]
         return (
             f"  NO EFFECT {entry['name']:<30} adapters {ev['adapter_distance_to_clean_run']:.2g} "
             f"from the clean run (two clean runs: {ev['clean_run_spread']:.2g}), base identical"
         )
-    return f"  ESCAPED   {entry['name']:<30} expected {', '.join(entry['expected_checks'])}"
+    declared = ", ".join(entry["expected_checks"]) or "no check declares it"
+    return f"  ESCAPED   {entry['name']:<30} declared catchers: {declared}"
 
 
 def _unreached_line(unreached: list[dict]) -> str:

@@ -60,6 +60,14 @@ class Check:
     requires: ClassVar[tuple[str, ...]] = ()
     # Context properties to build before training starts (e.g. "init_generations").
     before_training: ClassVar[tuple[str, ...]] = ()
+    # The faults (lora/faults.py names) this check fails on: the catalogue's one record of
+    # what catches what. The self-test verifies it by running each fault (a declared catcher
+    # that passes is a finding) and `lora-harness selftest --declared` draws it.
+    catches: ClassVar[tuple[str, ...]] = ()
+    # For a check no fault of the catalogue reaches (doctor files, guard and trainer probes):
+    # "tests/test_x.py::test_name", the test that shows it failing. A check with neither
+    # `catches` nor this cannot be shown to fail, and tests/test_catalogue.py reports it.
+    shown_failing_in: ClassVar[str] = ""
 
     def measure(self, ctx) -> Measurement:
         raise NotImplementedError

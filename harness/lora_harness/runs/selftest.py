@@ -1,6 +1,10 @@
 """Self-test: run the clean recipe and every known fault, and show which checks catch what.
 
-A fault is *caught* when at least one of its expected checks fails. A fault whose run
+Which check catches which fault is declared once, by the checks (`Check.catches`); the
+self-test never trusts it: it runs every fault and reports each declared catcher that
+passed on a fault with an effect (`declared_not_failed`, summary `unkept_declarations`),
+which fails its verdict. A fault is *caught* when at least one declared catcher fails;
+failures of undeclared checks are listed (`also_failed`). A fault whose run
 passes every check, keeps the base bit-identical to the clean run's and ends with adapters
 as close to the clean run's as a second clean run is (within the spread of two clean runs,
 numerics.allowed_difference) has *no observable effect* on this MLX version and backend
@@ -81,7 +85,8 @@ class CleanSpread:
 
 def judge_fault(fault: Fault, results: list, state: FinalState | None, clean: CleanSpread) -> dict:
     failed = [r.name for r in results if r.status in ("fail", "error")]
-    caught_by = [name for name in failed if name in fault.expected_checks]
+    declared = suites.catchers(fault.name, [r.name for r in results])
+    caught_by = [name for name in failed if name in declared]
     effect = _effect(state, clean)
     no_effect = not failed and effect["within_clean_spread"]
     evidence = (
@@ -90,9 +95,12 @@ def judge_fault(fault: Fault, results: list, state: FinalState | None, clean: Cl
     return {
         "name": fault.name,
         "description": fault.description,
-        "expected_checks": list(fault.expected_checks),
+        "expected_checks": declared,
         "caught_by": caught_by,
         "also_failed": [n for n in failed if n not in caught_by],
+        # A declaration the run did not keep: the check says it catches this fault, and
+        # passed on it. Nothing to keep where the fault had no effect.
+        "declared_not_failed": [] if no_effect else [n for n in declared if n not in failed],
         "caught": bool(caught_by),
         "no_effect": no_effect,
         "evidence": evidence,
@@ -178,25 +186,68 @@ def selftest_report(settings: Settings, source: ModelSource, fault_names, on_fau
 def summarise(clean_results: list, entries: list[dict]) -> dict:
     clean_bad = sorted({r.name for r in clean_results if r.status not in ("pass", "skip")})
     escaped = [e["name"] for e in entries if not e["caught"] and not e["no_effect"]]
+    unkept = [
+        {"fault": e["name"], "checks": e["declared_not_failed"]}
+        for e in entries
+        if e["declared_not_failed"]
+    ]
     return {
         "faults": len(entries),
         "caught": sum(e["caught"] for e in entries),
         "no_effect": [e["name"] for e in entries if e["no_effect"]],
         "escaped": escaped,
+        "unkept_declarations": unkept,
         "clean_not_passing": clean_bad,
-        "verdict": "fail" if escaped or clean_bad else "pass",
+        "verdict": "fail" if escaped or clean_bad or unkept else "pass",
     }
 
 
 def markdown_matrix(section: dict) -> str:
-    """The fault x check matrix as a Markdown table (x = failed, . = passed, - = skipped)."""
+    """The fault x check grid as a Markdown table (x = failed, . = passed, - = skipped,
+    ! = a declared catcher that passed: a declaration this run did not keep)."""
     checks = section["checks"]
     marks = {"fail": "x", "error": "E", "warn": "w", "pass": ".", "skip": "-"}
     header = "| fault | caught | " + " | ".join(f"`{c}`" for c in checks) + " |"
     rule = "|---|---|" + "---|" * len(checks)
     rows = [header, rule]
     for entry in section["faults"]:
-        verdict = "yes" if entry["caught"] else "no effect" if entry["no_effect"] else "**ESCAPED**"
-        cells = [marks[entry["statuses"][c]] for c in checks]
-        rows.append(f"| `{entry['name']}` | {verdict} | " + " | ".join(cells) + " |")
+        unkept = set(entry.get("declared_not_failed", ()))
+        cells = ["!" if c in unkept else marks[entry["statuses"][c]] for c in checks]
+        rows.append(f"| `{entry['name']}` | {_verdict(entry)} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _verdict(entry: dict) -> str:
+    return "yes" if entry["caught"] else "no effect" if entry["no_effect"] else "**ESCAPED**"
+
+
+NO_CATCHER = "none: no observable effect"
+
+
+def caught_table(section: dict | None = None) -> str:
+    """Fault -> the checks that catch it, as Markdown. Without `section`: as the checks
+    declare it (`Check.catches`; `lora-harness selftest --declared`, the README's table);
+    with a self-test section: as that run measured it (the checks that failed). The two
+    are equal exactly when every declaration held and nothing else failed."""
+    rows = ["| fault | what goes wrong | caught by |", "|---|---|---|"]
+    order = section["checks"] if section else suites.GATE
+    for name, description, failed, verdict in _caught_rows(section):
+        listed = ", ".join(f"`{c}`" for c in order if c in failed)
+        cell = NO_CATCHER if verdict == "no effect" else listed
+        if verdict == "**ESCAPED**":
+            cell = verdict + (f" (failed: {listed})" if listed else "")
+        escaped = description.replace("|", "\\|")  # a pipe would end the cell
+        rows.append(f"| `{name}` | {escaped} | {cell} |")
+    return "\n".join(rows) + "\n"
+
+
+def _caught_rows(section: dict | None):
+    """(fault, description, failing checks, verdict) per fault: declared or measured."""
+    if section is None:
+        for fault in FAULTS.values():
+            declared = suites.catchers(fault.name, suites.GATE)
+            yield fault.name, fault.description, declared, "yes" if declared else "no effect"
+        return
+    for entry in section["faults"]:
+        failed = entry["caught_by"] + entry["also_failed"]
+        yield entry["name"], entry["description"], failed, _verdict(entry)

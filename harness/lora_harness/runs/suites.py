@@ -1,9 +1,11 @@
-"""Named lists of checks, and running them against one context."""
+"""Suites (named lists of check classes), and running checks by name against one context."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from lora_harness import checks  # registers every check; suites name their classes
 from lora_harness.core.checking import REGISTRY, Check, CheckResult
 from lora_harness.core.errors import InputError
 from lora_harness.core.validation import did_you_mean
@@ -11,80 +13,119 @@ from lora_harness.core.validation import did_you_mean
 
 def all_checks() -> dict[str, type[Check]]:
     """Every registered check; importing the checks package registers the built-in ones."""
-    import lora_harness.checks  # noqa: F401  (registers on import)
-
     return dict(REGISTRY)
 
 
-STRUCTURE = [
-    "lora_layer_count",
-    "trainable_array_count",
-    "trainable_parameter_count",
-    "trainable_keys_exact",
-]
+@dataclass(frozen=True)
+class Suite:
+    """A named list of check classes (their `name`s are the public ids: --check, reports)."""
 
-GATE = STRUCTURE + [
-    "identity_at_init",
-    "gradient_tree_matches_trainable",
-    "optimizer_state_matches_trainable",
-    "frozen_base_unchanged",
-    "adapters_changed",
-    "loss_finite_and_decreasing",
-    "loss_covers_expected_tokens",
-    "training_examples_terminated",
-    "no_endoftext_spam",
-    "voice_score_baseline",
-    "adapter_roundtrip",
-    "adapter_file_exact",
-    "adapter_applied",
-    "fuse_equivalence",
-]
+    name: str
+    summary: str
+    checks: tuple[type[Check], ...]
 
-DPO = STRUCTURE + [
-    "gradient_tree_matches_trainable",
-    "optimizer_state_matches_trainable",
-    "frozen_base_unchanged",
-    "adapters_changed",
-    "reference_unchanged",
-    "preference_margin_increases",
-    "loss_covers_expected_tokens",
-]
+    @property
+    def names(self) -> list[str]:
+        return [check.name for check in self.checks]
 
-DISTRIBUTED = STRUCTURE + [
-    "frozen_base_unchanged",
-    "trainable_counts_match_across_ranks",
-    "ranks_in_sync",
-    "distributed_matches_single",
-]
 
-DOCTOR = [
-    "adapter_config_consistent",
-    "adapter_tensors_finite",
-    "lora_layer_count",
-    "trainable_array_count",
-    "trainable_parameter_count",
-    "adapter_file_exact",
-    "adapter_applied",
-    "fuse_equivalence",
-    "no_endoftext_spam",
-    "voice_score_baseline",
-]
+# One line per check: a new check is its file in checks/ and one line here.
+STRUCTURE_SUITE = Suite(
+    "structure",
+    "counts and names only; no weights needed",
+    (
+        checks.lora_layer_count.LoRALayerCount,
+        checks.trainable_array_count.TrainableArrayCount,
+        checks.trainable_parameter_count.TrainableParameterCount,
+        checks.trainable_keys_exact.TrainableKeysExact,
+    ),
+)
 
-SUITES: dict[str, dict] = {
-    "structure": {"checks": STRUCTURE, "summary": "counts and names only; no weights needed"},
-    "gate": {"checks": GATE, "summary": "the whole pipeline on a short training run (default)"},
-    "dpo": {"checks": DPO, "summary": "the DPO trainer (use with --trainer dpo)"},
-    "distributed": {
-        "checks": DISTRIBUTED,
-        "summary": "data-parallel ranks (use with --distributed)",
-    },
-    "doctor": {
-        "checks": DOCTOR,
-        "summary": "an adapter folder made elsewhere (lora-harness doctor)",
-    },
+GATE_SUITE = Suite(
+    "gate",
+    "the whole pipeline on a short training run (default)",
+    STRUCTURE_SUITE.checks
+    + (
+        checks.identity_at_init.IdentityAtInit,
+        checks.gradient_tree_matches_trainable.GradientTreeMatchesTrainable,
+        checks.optimizer_state_matches_trainable.OptimizerStateMatchesTrainable,
+        checks.frozen_base_unchanged.FrozenBaseUnchanged,
+        checks.adapters_changed.AdaptersChanged,
+        checks.loss_finite_and_decreasing.LossFiniteAndDecreasing,
+        checks.loss_covers_expected_tokens.LossCoversExpectedTokens,
+        checks.first_loss_is_cross_entropy.FirstLossIsCrossEntropy,
+        checks.training_examples_terminated.TrainingExamplesTerminated,
+        checks.no_endoftext_spam.NoEndoftextSpam,
+        checks.voice_score_baseline.VoiceScoreBaseline,
+        checks.adapter_roundtrip.AdapterRoundtrip,
+        checks.adapter_file_exact.AdapterFileExact,
+        checks.adapter_applied.AdapterApplied,
+        checks.fuse_equivalence.FuseEquivalence,
+    ),
+)
+
+DPO_SUITE = Suite(
+    "dpo",
+    "the DPO trainer (use with --trainer dpo)",
+    STRUCTURE_SUITE.checks
+    + (
+        checks.gradient_tree_matches_trainable.GradientTreeMatchesTrainable,
+        checks.optimizer_state_matches_trainable.OptimizerStateMatchesTrainable,
+        checks.frozen_base_unchanged.FrozenBaseUnchanged,
+        checks.adapters_changed.AdaptersChanged,
+        checks.reference_unchanged.ReferenceUnchanged,
+        checks.preference_margin_increases.PreferenceMarginIncreases,
+        checks.loss_covers_expected_tokens.LossCoversExpectedTokens,
+    ),
+)
+
+DISTRIBUTED_SUITE = Suite(
+    "distributed",
+    "data-parallel ranks (use with --distributed)",
+    STRUCTURE_SUITE.checks
+    + (
+        checks.frozen_base_unchanged.FrozenBaseUnchanged,
+        checks.trainable_counts_match_across_ranks.TrainableCountsMatchAcrossRanks,
+        checks.ranks_in_sync.RanksInSync,
+        checks.distributed_matches_single.DistributedMatchesSingle,
+    ),
+)
+
+DOCTOR_SUITE = Suite(
+    "doctor",
+    "an adapter folder made elsewhere (lora-harness doctor)",
+    (
+        checks.adapter_config_consistent.AdapterConfigConsistent,
+        checks.adapter_tensors_finite.AdapterTensorsFinite,
+        checks.lora_layer_count.LoRALayerCount,
+        checks.trainable_array_count.TrainableArrayCount,
+        checks.trainable_parameter_count.TrainableParameterCount,
+        checks.adapter_file_exact.AdapterFileExact,
+        checks.adapter_applied.AdapterApplied,
+        checks.fuse_equivalence.FuseEquivalence,
+        checks.no_endoftext_spam.NoEndoftextSpam,
+        checks.voice_score_baseline.VoiceScoreBaseline,
+    ),
+)
+
+SUITES: dict[str, Suite] = {
+    s.name: s for s in (STRUCTURE_SUITE, GATE_SUITE, DPO_SUITE, DISTRIBUTED_SUITE, DOCTOR_SUITE)
 }
 
+# The suites' check names, for callers that run by name.
+STRUCTURE = STRUCTURE_SUITE.names
+GATE = GATE_SUITE.names
+DPO = DPO_SUITE.names
+DISTRIBUTED = DISTRIBUTED_SUITE.names
+DOCTOR = DOCTOR_SUITE.names
+
 DEFAULT_SUITE = "gate"
+
+
+def catchers(fault: str, among: list[str] | None = None) -> list[str]:
+    """The checks that declare they catch `fault` (their `catches`), in `among`'s order."""
+    registry = all_checks()
+    return [n for n in (among or registry) if n in registry and fault in registry[n].catches]
 
 
 def select(suite: str | None, names: list[str] | None) -> list[str]:
@@ -101,7 +142,7 @@ def select(suite: str | None, names: list[str] | None) -> list[str]:
     suite = suite or DEFAULT_SUITE
     if suite not in SUITES:
         raise InputError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}")
-    return list(SUITES[suite]["checks"])
+    return SUITES[suite].names
 
 
 def plan(ctx, names: list[str]) -> None:

@@ -86,6 +86,8 @@ def _selftest_view(section: dict | None) -> dict | None:
     for fault in section["faults"]:
         verdict = "caught" if fault["caught"] else "no effect" if fault["no_effect"] else "ESCAPED"
         badge = "pass" if fault["caught"] else "skip" if fault["no_effect"] else "fail"
+        if unkept := fault.get("declared_not_failed"):  # a check that says it catches this
+            verdict, badge = f"{verdict}; declared but passed: {', '.join(unkept)}", "fail"
         statuses = [fault.get("statuses", {}).get(c, "skip") for c in section["checks"]]
         rows.append({**fault, "verdict": verdict, "badge": badge, "statuses": statuses})
     return {"checks": section["checks"], "rows": rows}
