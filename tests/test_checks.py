@@ -80,6 +80,7 @@ def test_the_measured_table_is_the_declared_one(selftest_section):
     assert selftest_section["summary"]["unkept_declarations"] == []
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_failing_checks_tell_the_user_what_to_do(fixture_source):
     fault = FAULTS["unfreeze_without_keys"]
     results = run_gate(fixture_source, fault.recipe)
@@ -98,12 +99,14 @@ def test_skipping_optimizer_init_has_no_effect_in_this_mlx(selftest_section):
     assert selftest_section["summary"]["verdict"] == "pass"
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_adapters_changed_skips_with_a_reason_below_two_steps(fixture_source):
     results = run_gate(fixture_source, iters=1)
     assert results["adapters_changed"].status == "skip"
     assert "lora_a only moves on step 2" in results["adapters_changed"].message
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_a_crashing_check_is_an_error_result_not_a_crash(fixture_source):
     def broken_count(model):
         raise RuntimeError("boom")

@@ -84,6 +84,7 @@ def test_stop_set_includes_generation_config_and_end_of_turn(fixture_source):
     assert {vocab["<|endoftext|>"], vocab["<|im_end|>"]} <= ctx.generation.stop_ids
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_pinned_voice_score_above_reach_fails(fixture_source):
     ctx = RunContext(fixture_source, LoRAConfig(), pins={"voice_score": 0.99})
     result = _check_on(ctx, "voice_score_baseline")
@@ -91,6 +92,7 @@ def test_pinned_voice_score_above_reach_fails(fixture_source):
     assert result.evidence["baseline_source"] == "pinned (--expect)"
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_baseline_file_round_trip_and_use(fixture_source, tmp_path):
     path = tmp_path / "baselines.json"
     ctx = RunContext(

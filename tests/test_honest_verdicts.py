@@ -143,6 +143,7 @@ def _freeze_everything(model, lora):
     model.freeze()  # nothing trainable: nn.value_and_grad raises "[grad] Must specify ..."
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_a_training_error_is_one_error_never_a_rejected_adapter(fixture_source):
     recipe = dataclasses.replace(CORRECT, name="frozen", unfreeze=_freeze_everything)
     ctx = RunContext(fixture_source, LoRAConfig(), recipe=recipe)

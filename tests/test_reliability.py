@@ -253,6 +253,7 @@ def test_odd_output_paths_are_refused_at_start(tmp_path, capsys, monkeypatch):
             one_error_line(err)
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_a_model_path_that_is_not_utf8_is_refused_at_start(tmp_path):
     folder = os.fsencode(tmp_path) + b"/model-\xff"
     os.mkdir(folder)
@@ -278,6 +279,7 @@ def test_a_full_disk_is_one_line_and_exit_2_not_an_internal_error(
     assert not list(small_disk.glob("out/*/report.json"))  # no verdict without its files
 
 
+@pytest.mark.slow  # trains or runs a whole suite: >7 s (fast loop under 2 min)
 def test_a_full_disk_while_saving_tensors_is_not_an_internal_error(
     small_disk, tmp_path, capsys, monkeypatch
 ):
