@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lora_harness import checks  # registers every check; suites name their classes
+import lora_harness.checks as checks  # registers every check; suites name their classes
 from lora_harness.core.checking import REGISTRY, Check, CheckResult
 from lora_harness.core.errors import InputError
 from lora_harness.core.validation import did_you_mean
