@@ -480,6 +480,72 @@ def test_two_processes_saving_baselines_keep_every_entry(tmp_path):
     assert len(baselines.read(path)["baselines"]) == 120
 
 
+_SLOW_CONVERSION = """
+import os, sys, time
+import mlx_lm.convert
+c = sys.modules["mlx_lm.convert"]  # the package's `convert` attribute is the function
+real = c.convert
+def convert(*args, **kwargs):
+    real(*args, **kwargs)  # the real conversion, into the staging folder
+    os.write(1, b"converted\\n")
+    time.sleep(300)  # killed here, before the rename
+c.convert = convert
+from lora_harness.models import fixture
+fixture.fixture_path("tiny-bf16")
+"""
+
+_HOLD_STAGING = """
+import sys, time
+from pathlib import Path
+from lora_harness.core.files import staging_folder
+with staging_folder(Path(sys.argv[1])) as staging:
+    print(staging, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_conversion_killed_mid_way_leaves_no_litter_after_the_next_build(
+    fixture_source, tmp_path, monkeypatch
+):
+    """SIGKILL during mlx_lm.convert left a hidden staging folder (converted weights and
+    all) that nothing removed; one per kill. The next build removes those whose owner is
+    gone, and never one that a live process is still writing."""
+    from lora_harness.models import fixture, manifest
+
+    cache = tmp_path / "cache"
+    base = cache / "fixtures" / fixture_source.path.name
+    shutil.copytree(fixture_source.path, base)
+    env = {**os.environ, "LORA_HARNESS_CACHE": str(cache)}
+
+    def hidden() -> list[str]:
+        return sorted(p.name for p in base.parent.iterdir() if p.name[0] == "." and p.is_dir())
+
+    killed = subprocess.Popen([sys.executable, "-c", _SLOW_CONVERSION], env=env,
+                              stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert killed.stdout.readline() == b"converted\n"
+    finally:
+        killed.kill()
+        killed.wait()
+    assert len(hidden()) == 1  # the kill's litter: a staging folder with the weights
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_STAGING, str(base.parent / f"{base.name}-fp16")],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        live = Path(holder.stdout.readline().strip())
+        assert live.is_dir()
+        monkeypatch.setenv("LORA_HARNESS_CACHE", str(cache))
+        folder = fixture.fixture_path("tiny-bf16")
+        assert manifest.verify(folder) is None
+        assert hidden() == [live.name]  # the killed one is gone; the live writer's is kept
+    finally:
+        holder.kill()
+        holder.wait()
+    fixture.fixture_path("tiny-bf16")  # a build with nothing to do removes nothing
+    assert hidden() == [live.name] or not live.exists()
+
+
 # --- 7. baselines validated before the run ----------------------------------------------
 
 BAD_ENTRIES = [
