@@ -647,3 +647,33 @@ def test_a_fifo_given_as_a_report_or_summary_is_refused_not_read(tmp_path, capsy
     argv = ["remote", "run", "--retry-failed", str(fifo), "--out", str(tmp_path)]
     code, _, err = run(argv, capsys)
     assert code == 2 and "not a regular file" in one_error_line(err)
+
+
+def _summary_with(tmp_path, **fields) -> Path:
+    from lora_harness.remote import fleet
+    from lora_harness.remote.host_run import HostResult
+    from lora_harness.remote.inventory import Host
+
+    host = {**Host("h", "127.0.0.1", user="root", port=1).describe(), **fields}
+    result = HostResult("h", "127.0.0.1", status="unreachable", host=host)
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps(fleet.document([result], {"id": "r"})))
+    return path
+
+
+def test_a_fleet_summary_cannot_plant_a_proxy_command_or_wrong_types(tmp_path, capsys):
+    """Found by the probes (rel26): --retry-failed built each Host from every field of the
+    summary's entry, so a `proxy_command` planted there (no ~/.ssh/config to override it)
+    ran as a local command; a name or python that is not a string was taken as it came."""
+    pwned = tmp_path / "PWNED"
+    summary = _summary_with(tmp_path, proxy_command=f"touch {pwned}")
+    argv = ["remote", "run", "--retry-failed", str(summary), "--known-hosts", os.devnull,
+            "--ssh-config", str(tmp_path / "no-ssh-config"), "--connect-timeout", "3",
+            "--out", str(tmp_path),
+            "--json", "-", "--", *SHAPE]  # fmt: skip
+    code, _, _ = run(argv, capsys)
+    assert code == 4 and not pwned.exists()
+    for bad in ({"name": 5}, {"python": ["x"]}, {"work_dir": 5}, {"labels": "a"}, {"ips": 1}):
+        _summary_with(tmp_path, **bad)
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "--retry-failed" in one_error_line(err), (bad, err)
