@@ -677,3 +677,25 @@ def test_a_fleet_summary_cannot_plant_a_proxy_command_or_wrong_types(tmp_path, c
         _summary_with(tmp_path, **bad)
         code, _, err = run(argv, capsys)
         assert code == 2 and "--retry-failed" in one_error_line(err), (bad, err)
+
+
+def test_plan_and_guard_show_a_model_path_escapes_not_run_them(fixture_source, tmp_path, capsys):
+    """Found by the probes (rel26): plan's summary and guard's start line printed the model
+    path raw, so a folder name with ESC sequences set the title and cleared the screen."""
+    model = tmp_path / f"m{ESC}"
+    shutil.copytree(fixture_source.path, model)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, count in (("train", 16), ("valid", 4)):
+        rows = [json.dumps({"text": f"the quick brown fox number {i}"}) for i in range(count)]
+        (data / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
+    code, _, err = run(["plan", "--model", str(model), "--out", str(tmp_path / "p")], capsys)
+    assert code == 0 and "m\\x1b]0;pwned" in err, err
+    assert not any(c in err for c in "\x1b\x07\x9b")
+    argv = ["guard", "--model", str(model), "--data", str(data), "--iters", "2",
+            "--batch-size", "2", "--val-batches", "1", "--num-layers", "-1",
+            "--check-every", "1", "--adapter-path", str(tmp_path / "a"),
+            "--out", str(tmp_path / "g")]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code in (0, 1) and "m\\x1b]0;pwned" in err, err
+    assert not any(c in err for c in "\x1b\x07\x9b")

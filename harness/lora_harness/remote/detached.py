@@ -59,9 +59,10 @@ class RunState:
         """Say a dead run is dead, with the lines that tell why."""
         if self.ok:
             return
-        print(f"[{host.name}] {self.describe()}; last log lines:", file=out, flush=True)
+        name = printable(host.name)
+        print(f"[{name}] {self.describe()}; last log lines:", file=out, flush=True)
         for line in self.log_tail or ["(empty log)"]:
-            print(f"[{host.name}]   {printable(line)}", file=out, flush=True)
+            print(f"[{name}]   {printable(line)}", file=out, flush=True)
 
 
 def _connect(host: Host, options: RemoteOptions):
@@ -217,7 +218,7 @@ def _print_new_steps(
             )
         except (ValueError, KeyError, TypeError):
             continue  # a line the host wrote that is not a step: not ours to crash on
-        print(f"[{host.name}] {text}", file=out, flush=True)
+        print(f"[{printable(host.name)}] {text}", file=out, flush=True)
     return offset, partial
 
 
