@@ -699,3 +699,36 @@ def test_plan_and_guard_show_a_model_path_escapes_not_run_them(fixture_source, t
     code, _, err = run(argv, capsys)
     assert code in (0, 1) and "m\\x1b]0;pwned" in err, err
     assert not any(c in err for c in "\x1b\x07\x9b")
+
+
+def test_a_broken_resume_checkpoint_is_bad_input_before_the_model_loads(
+    fixture_source, tmp_path, capsys
+):
+    """Found by the probes (rel26): guard --resume-adapter-file with a checkpoint that a
+    kill or a full disk cut short (or garbage, a folder, a missing file) was exit 3
+    "internal error" after the model loaded; a FIFO hung the run."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [json.dumps({"text": f"a b c {i}"}) for i in range(8)]
+    (data / "train.jsonl").write_text("\n".join(rows) + "\n")
+    (data / "valid.jsonl").write_text("\n".join(rows) + "\n")
+    good = tmp_path / "good.safetensors"
+    import mlx.core as mx
+
+    mx.save_safetensors(str(good), {"a": mx.zeros((64, 64))})
+    cases = {
+        "garbage.safetensors": lambda p: p.write_bytes(b"garbage"),
+        "empty.safetensors": lambda p: p.write_bytes(b""),
+        "cut.safetensors": lambda p: p.write_bytes(good.read_bytes()[:-100]),
+        "folder.safetensors": os.mkdir,
+        "missing.safetensors": lambda p: None,
+        "fifo.safetensors": os.mkfifo,  # last: before the fix it hung here
+    }
+    for name, make in cases.items():
+        make(tmp_path / name)
+        argv = ["guard", "--model", str(fixture_source.path), "--data", str(data), "-q",
+                "--num-layers", "-1", "--iters", "2", "--batch-size", "2", "--val-batches", "1",
+                "--resume-adapter-file", str(tmp_path / name), "--out", str(tmp_path / "o")]  # fmt: skip
+        code, _, err = run(argv, capsys)
+        assert code == 2, (name, err)
+        assert "--resume-adapter-file" in one_error_line(err), (name, err)
