@@ -732,3 +732,34 @@ def test_a_broken_resume_checkpoint_is_bad_input_before_the_model_loads(
         code, _, err = run(argv, capsys)
         assert code == 2, (name, err)
         assert "--resume-adapter-file" in one_error_line(err), (name, err)
+
+
+def test_guard_checkpoints_on_a_full_disk_keep_the_last_good_adapter(
+    fixture_source, tmp_path, capsys
+):
+    """Found by the probes (rel26): guard runs mlx-lm's train(), which saved
+    adapters.safetensors and each checkpoint in place: on a full disk the run was exit 3
+    "internal error" and left a truncated adapters.safetensors under its final name (what
+    mlx_lm.load and --resume-adapter-file read). Room for one adapter, not two."""
+    folder = tmp_path / "small"
+    if not mount_tmpfs(folder, "size=200k"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        data = tmp_path / "data"
+        data.mkdir()
+        rows = [json.dumps({"text": f"the quick brown fox number {i}"}) for i in range(16)]
+        (data / "train.jsonl").write_text("\n".join(rows) + "\n")
+        (data / "valid.jsonl").write_text("\n".join(rows[:4]) + "\n")
+        argv = ["guard", "--model", str(fixture_source.path), "--data", str(data), "-q",
+                "--num-layers", "-1", "--iters", "4", "--batch-size", "2", "--val-batches",
+                "1", "--save-every", "2", "--inference-format", "text",
+                "--adapter-path", str(folder / "a"), "--out", str(tmp_path / "o")]  # fmt: skip
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "could not write" in one_error_line(err), err
+        import mlx.core as mx
+
+        saved = folder / "a" / "adapters.safetensors"
+        assert not saved.exists() or mx.load(str(saved))  # whole, or not there at all
+        assert not [p.name for p in (folder / "a").iterdir() if ".tmp-" in p.name]
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
