@@ -763,3 +763,50 @@ def test_guard_checkpoints_on_a_full_disk_keep_the_last_good_adapter(
         assert not [p.name for p in (folder / "a").iterdir() if ".tmp-" in p.name]
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+QWEN_SHAPE = {
+    "model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24,
+    "intermediate_size": 4864, "num_attention_heads": 14, "num_key_value_heads": 2,
+    "vocab_size": 151936, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, code, words",
+    [
+        ({"num_hidden_layers": 10**12}, 2, "num_hidden_layers"),  # never finished
+        ({"num_attention_heads": 0}, 2, "num_attention_heads"),  # ZeroDivisionError, exit 3
+        ({"num_key_value_heads": None}, 2, "not describe a valid"),  # AssertionError, exit 3
+        ({"num_key_value_heads": 3}, 2, "multiple"),
+        ({"hidden_size": 895}, 1, None),  # the 4-bit advice crashed: cannot quantise 895
+    ],
+)
+def test_plan_on_a_hostile_config_is_one_line_never_a_hang_or_a_crash(
+    change, code, words, cli, tmp_path
+):
+    """Found by the probes (rel26): plan builds the model from config.json, so 10^12
+    layers never finished, 0 heads divided by zero, a missing num_key_value_heads failed
+    mlx-lm's assert, and a hidden size mlx cannot quantise crashed the advice (exit 3)."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**QWEN_SHAPE, **change}))
+    result = cli("plan", "--model", f"shape:{config}", "--out", "o", timeout=120)
+    assert result.returncode == code, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    if words:
+        assert words in one_error_line(result.stderr)
+
+
+def test_plan_advice_on_a_huge_batch_answers_at_once(cli, tmp_path):
+    """Found by the probes (rel26): the batch-size advice counted down from the batch to
+    find its divisors; --batch-size 10^11 never answered."""
+    result = cli("plan", "--model", "shape:qwen2.5-0.5b", "--batch-size", str(10**11),
+                 "--out", "o", timeout=120)  # fmt: skip
+    assert result.returncode == 1 and "report:" in result.stderr, result.stderr
+
+
+def test_plan_q_bits_on_an_unquantisable_model_is_bad_input(cli, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**QWEN_SHAPE, "hidden_size": 895}))
+    result = cli("plan", "--model", f"shape:{config}", "--q-bits", "4", "--out", "o")
+    assert result.returncode == 2 and "cannot be quantised" in one_error_line(result.stderr)
