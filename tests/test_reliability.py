@@ -810,3 +810,20 @@ def test_plan_q_bits_on_an_unquantisable_model_is_bad_input(cli, tmp_path):
     config.write_text(json.dumps({**QWEN_SHAPE, "hidden_size": 895}))
     result = cli("plan", "--model", f"shape:{config}", "--q-bits", "4", "--out", "o")
     assert result.returncode == 2 and "cannot be quantised" in one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("name, make", [("adapters.safetensors", os.mkdir),
+                                        ("adapter_config.json", os.mkdir),
+                                        ("metrics.jsonl", os.mkfifo)])  # fmt: skip
+def test_an_adapter_folder_holding_a_non_file_under_an_output_name_is_refused_at_start(
+    name, make, cli, tmp_path, fixture_source
+):
+    """Found by the probes (rel26): train into a folder whose metrics.jsonl is a FIFO hung
+    (opened for writing, no reader); a folder named adapters.safetensors was exit 3 after
+    training. Checked with the other output paths, before any model loads."""
+    folder = tmp_path / "adapters"
+    folder.mkdir()
+    make(folder / name)
+    result = cli("train", "--model", str(fixture_source.path), "--adapter-path", str(folder),
+                 "--iters", "2", "--save-every", "0", timeout=90)  # fmt: skip
+    assert result.returncode == 2 and name in one_error_line(result.stderr), result.stderr
