@@ -482,6 +482,72 @@ def test_two_processes_saving_baselines_keep_every_entry(tmp_path):
     assert len(baselines.read(path)["baselines"]) == 120
 
 
+_SLOW_CONVERSION = """
+import os, sys, time
+import mlx_lm.convert
+c = sys.modules["mlx_lm.convert"]  # the package's `convert` attribute is the function
+real = c.convert
+def convert(*args, **kwargs):
+    real(*args, **kwargs)  # the real conversion, into the staging folder
+    os.write(1, b"converted\\n")
+    time.sleep(300)  # killed here, before the rename
+c.convert = convert
+from lora_harness.models import fixture
+fixture.fixture_path("tiny-bf16")
+"""
+
+_HOLD_STAGING = """
+import sys, time
+from pathlib import Path
+from lora_harness.core.files import staging_folder
+with staging_folder(Path(sys.argv[1])) as staging:
+    print(staging, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_conversion_killed_mid_way_leaves_no_litter_after_the_next_build(
+    fixture_source, tmp_path, monkeypatch
+):
+    """SIGKILL during mlx_lm.convert left a hidden staging folder (converted weights and
+    all) that nothing removed; one per kill. The next build removes those whose owner is
+    gone, and never one that a live process is still writing."""
+    from lora_harness.models import fixture, manifest
+
+    cache = tmp_path / "cache"
+    base = cache / "fixtures" / fixture_source.path.name
+    shutil.copytree(fixture_source.path, base)
+    env = {**os.environ, "LORA_HARNESS_CACHE": str(cache)}
+
+    def hidden() -> list[str]:
+        return sorted(p.name for p in base.parent.iterdir() if p.name[0] == "." and p.is_dir())
+
+    killed = subprocess.Popen([sys.executable, "-c", _SLOW_CONVERSION], env=env,
+                              stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert killed.stdout.readline() == b"converted\n"
+    finally:
+        killed.kill()
+        killed.wait()
+    assert len(hidden()) == 1  # the kill's litter: a staging folder with the weights
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_STAGING, str(base.parent / f"{base.name}-fp16")],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        live = Path(holder.stdout.readline().strip())
+        assert live.is_dir()
+        monkeypatch.setenv("LORA_HARNESS_CACHE", str(cache))
+        folder = fixture.fixture_path("tiny-bf16")
+        assert manifest.verify(folder) is None
+        assert hidden() == [live.name]  # the killed one is gone; the live writer's is kept
+    finally:
+        holder.kill()
+        holder.wait()
+    fixture.fixture_path("tiny-bf16")  # a build with nothing to do removes nothing
+    assert hidden() == [live.name] or not live.exists()
+
+
 # --- 7. baselines validated before the run ----------------------------------------------
 
 BAD_ENTRIES = [
@@ -583,3 +649,183 @@ def test_a_fifo_given_as_a_report_or_summary_is_refused_not_read(tmp_path, capsy
     argv = ["remote", "run", "--retry-failed", str(fifo), "--out", str(tmp_path)]
     code, _, err = run(argv, capsys)
     assert code == 2 and "not a regular file" in one_error_line(err)
+
+
+def _summary_with(tmp_path, **fields) -> Path:
+    from lora_harness.remote import fleet
+    from lora_harness.remote.host_run import HostResult
+    from lora_harness.remote.inventory import Host
+
+    host = {**Host("h", "127.0.0.1", user="root", port=1).describe(), **fields}
+    result = HostResult("h", "127.0.0.1", status="unreachable", host=host)
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps(fleet.document([result], {"id": "r"})))
+    return path
+
+
+def test_a_fleet_summary_cannot_plant_a_proxy_command_or_wrong_types(tmp_path, capsys):
+    """Found by the probes (rel26): --retry-failed built each Host from every field of the
+    summary's entry, so a `proxy_command` planted there (no ~/.ssh/config to override it)
+    ran as a local command; a name or python that is not a string was taken as it came."""
+    pwned = tmp_path / "PWNED"
+    summary = _summary_with(tmp_path, proxy_command=f"touch {pwned}")
+    argv = ["remote", "run", "--retry-failed", str(summary), "--known-hosts", os.devnull,
+            "--ssh-config", str(tmp_path / "no-ssh-config"), "--connect-timeout", "3",
+            "--out", str(tmp_path),
+            "--json", "-", "--", *SHAPE]  # fmt: skip
+    code, _, _ = run(argv, capsys)
+    assert code == 4 and not pwned.exists()
+    for bad in ({"name": 5}, {"python": ["x"]}, {"work_dir": 5}, {"labels": "a"}, {"ips": 1}):
+        _summary_with(tmp_path, **bad)
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "--retry-failed" in one_error_line(err), (bad, err)
+
+
+def test_plan_and_guard_show_a_model_path_escapes_not_run_them(fixture_source, tmp_path, capsys):
+    """Found by the probes (rel26): plan's summary and guard's start line printed the model
+    path raw, so a folder name with ESC sequences set the title and cleared the screen."""
+    model = tmp_path / f"m{ESC}"
+    shutil.copytree(fixture_source.path, model)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, count in (("train", 16), ("valid", 4)):
+        rows = [json.dumps({"text": f"the quick brown fox number {i}"}) for i in range(count)]
+        (data / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
+    code, _, err = run(["plan", "--model", str(model), "--out", str(tmp_path / "p")], capsys)
+    assert code == 0 and "m\\x1b]0;pwned" in err, err
+    assert not any(c in err for c in "\x1b\x07\x9b")
+    argv = ["guard", "--model", str(model), "--data", str(data), "--iters", "2",
+            "--batch-size", "2", "--val-batches", "1", "--num-layers", "-1",
+            "--check-every", "1", "--adapter-path", str(tmp_path / "a"),
+            "--out", str(tmp_path / "g")]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code in (0, 1) and "m\\x1b]0;pwned" in err, err
+    assert not any(c in err for c in "\x1b\x07\x9b")
+
+
+def test_a_broken_resume_checkpoint_is_bad_input_before_the_model_loads(
+    fixture_source, tmp_path, capsys
+):
+    """Found by the probes (rel26): guard --resume-adapter-file with a checkpoint that a
+    kill or a full disk cut short (or garbage, a folder, a missing file) was exit 3
+    "internal error" after the model loaded; a FIFO hung the run."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [json.dumps({"text": f"a b c {i}"}) for i in range(8)]
+    (data / "train.jsonl").write_text("\n".join(rows) + "\n")
+    (data / "valid.jsonl").write_text("\n".join(rows) + "\n")
+    good = tmp_path / "good.safetensors"
+    import mlx.core as mx
+
+    mx.save_safetensors(str(good), {"a": mx.zeros((64, 64))})
+    cases = {
+        "garbage.safetensors": lambda p: p.write_bytes(b"garbage"),
+        "empty.safetensors": lambda p: p.write_bytes(b""),
+        "cut.safetensors": lambda p: p.write_bytes(good.read_bytes()[:-100]),
+        "folder.safetensors": os.mkdir,
+        "missing.safetensors": lambda p: None,
+        "fifo.safetensors": os.mkfifo,  # last: before the fix it hung here
+    }
+    for name, make in cases.items():
+        make(tmp_path / name)
+        argv = ["guard", "--model", str(fixture_source.path), "--data", str(data), "-q",
+                "--num-layers", "-1", "--iters", "2", "--batch-size", "2", "--val-batches", "1",
+                "--resume-adapter-file", str(tmp_path / name), "--out", str(tmp_path / "o")]  # fmt: skip
+        code, _, err = run(argv, capsys)
+        assert code == 2, (name, err)
+        assert "--resume-adapter-file" in one_error_line(err), (name, err)
+
+
+def test_guard_checkpoints_on_a_full_disk_keep_the_last_good_adapter(
+    fixture_source, tmp_path, capsys
+):
+    """Found by the probes (rel26): guard runs mlx-lm's train(), which saved
+    adapters.safetensors and each checkpoint in place: on a full disk the run was exit 3
+    "internal error" and left a truncated adapters.safetensors under its final name (what
+    mlx_lm.load and --resume-adapter-file read). Room for one adapter, not two."""
+    folder = tmp_path / "small"
+    if not mount_tmpfs(folder, "size=200k"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        data = tmp_path / "data"
+        data.mkdir()
+        rows = [json.dumps({"text": f"the quick brown fox number {i}"}) for i in range(16)]
+        (data / "train.jsonl").write_text("\n".join(rows) + "\n")
+        (data / "valid.jsonl").write_text("\n".join(rows[:4]) + "\n")
+        argv = ["guard", "--model", str(fixture_source.path), "--data", str(data), "-q",
+                "--num-layers", "-1", "--iters", "4", "--batch-size", "2", "--val-batches",
+                "1", "--save-every", "2", "--inference-format", "text",
+                "--adapter-path", str(folder / "a"), "--out", str(tmp_path / "o")]  # fmt: skip
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "could not write" in one_error_line(err), err
+        import mlx.core as mx
+
+        saved = folder / "a" / "adapters.safetensors"
+        assert not saved.exists() or mx.load(str(saved))  # whole, or not there at all
+        assert not [p.name for p in (folder / "a").iterdir() if ".tmp-" in p.name]
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+QWEN_SHAPE = {
+    "model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24,
+    "intermediate_size": 4864, "num_attention_heads": 14, "num_key_value_heads": 2,
+    "vocab_size": 151936, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, code, words",
+    [
+        ({"num_hidden_layers": 10**12}, 2, "num_hidden_layers"),  # never finished
+        ({"num_attention_heads": 0}, 2, "num_attention_heads"),  # ZeroDivisionError, exit 3
+        ({"num_key_value_heads": None}, 2, "not describe a valid"),  # AssertionError, exit 3
+        ({"num_key_value_heads": 3}, 2, "multiple"),
+        ({"hidden_size": 895}, 1, None),  # the 4-bit advice crashed: cannot quantise 895
+    ],
+)
+def test_plan_on_a_hostile_config_is_one_line_never_a_hang_or_a_crash(
+    change, code, words, cli, tmp_path
+):
+    """Found by the probes (rel26): plan builds the model from config.json, so 10^12
+    layers never finished, 0 heads divided by zero, a missing num_key_value_heads failed
+    mlx-lm's assert, and a hidden size mlx cannot quantise crashed the advice (exit 3)."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**QWEN_SHAPE, **change}))
+    result = cli("plan", "--model", f"shape:{config}", "--out", "o", timeout=120)
+    assert result.returncode == code, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    if words:
+        assert words in one_error_line(result.stderr)
+
+
+def test_plan_advice_on_a_huge_batch_answers_at_once(cli, tmp_path):
+    """Found by the probes (rel26): the batch-size advice counted down from the batch to
+    find its divisors; --batch-size 10^11 never answered."""
+    result = cli("plan", "--model", "shape:qwen2.5-0.5b", "--batch-size", str(10**11),
+                 "--out", "o", timeout=120)  # fmt: skip
+    assert result.returncode == 1 and "report:" in result.stderr, result.stderr
+
+
+def test_plan_q_bits_on_an_unquantisable_model_is_bad_input(cli, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**QWEN_SHAPE, "hidden_size": 895}))
+    result = cli("plan", "--model", f"shape:{config}", "--q-bits", "4", "--out", "o")
+    assert result.returncode == 2 and "cannot be quantised" in one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("name, make", [("adapters.safetensors", os.mkdir),
+                                        ("adapter_config.json", os.mkdir),
+                                        ("metrics.jsonl", os.mkfifo)])  # fmt: skip
+def test_an_adapter_folder_holding_a_non_file_under_an_output_name_is_refused_at_start(
+    name, make, cli, tmp_path, fixture_source
+):
+    """Found by the probes (rel26): train into a folder whose metrics.jsonl is a FIFO hung
+    (opened for writing, no reader); a folder named adapters.safetensors was exit 3 after
+    training. Checked with the other output paths, before any model loads."""
+    folder = tmp_path / "adapters"
+    folder.mkdir()
+    make(folder / name)
+    result = cli("train", "--model", str(fixture_source.path), "--adapter-path", str(folder),
+                 "--iters", "2", "--save-every", "0", timeout=90)  # fmt: skip
+    assert result.returncode == 2 and name in one_error_line(result.stderr), result.stderr

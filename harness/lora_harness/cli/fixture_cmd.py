@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_harness.core.errors import EXIT_OK
+from lora_harness.core.terminal import printable
 from lora_harness.models import fixture, gguf
 
 NAME_HELP = "fixture name (default tiny), or gguf:FILE[@bf16|@float32] or real:NAME[@...]"
@@ -31,10 +32,10 @@ def register(commands) -> None:
 def handle_export(args) -> int:
     if _converted(args.name):
         folder = gguf.export(_folder(args.name), args.directory)
-        print(f"{args.name} written to {folder}")
+        print(f"{printable(args.name)} written to {printable(folder)}")
         return EXIT_OK
     folder = fixture.export(args.name, args.directory)
-    print(f"fixture:{args.name} written to {folder}")
+    print(f"fixture:{printable(args.name)} written to {printable(folder)}")
     return EXIT_OK
 
 

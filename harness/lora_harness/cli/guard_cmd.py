@@ -10,6 +10,7 @@ from lora_harness.cli.output import add_output_args, emit
 from lora_harness.core.declared import describe
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK
 from lora_harness.core.files import write_atomic
+from lora_harness.core.terminal import printable
 from lora_harness.core.validation import Rule
 from lora_harness.runs.validate import argtype
 
@@ -101,8 +102,10 @@ def handle(args) -> int:
     stop = document["guard"].get("stopped")
     if stop:
         print(
-            f"lora-harness guard: STOPPED at iteration {stop['iteration']} ({stop['phase']}): "
-            f"{stop['check']}: {stop['message']} -> {stop['remedy']}",
+            printable(
+                f"lora-harness guard: STOPPED at iteration {stop['iteration']} "
+                f"({stop['phase']}): {stop['check']}: {stop['message']} -> {stop['remedy']}"
+            ),
             file=sys.stderr,
         )
     summary = document["summary"]
@@ -124,4 +127,4 @@ def _dumps(document: dict) -> str:
 
 def _say(args, line: str) -> None:
     if not args.quiet:
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)  # model and data paths: escapes shown

@@ -7,6 +7,7 @@ import sys
 
 from lora_harness.cli.output import add_output_args, emit
 from lora_harness.core.errors import EXIT_CHECK_FAILED, EXIT_OK
+from lora_harness.core.terminal import printable
 from lora_harness.runs import options
 from lora_harness.runs.given import Given
 
@@ -43,8 +44,8 @@ def handle(args) -> int:
     document = report.build(given, calibrate_steps=given.calibrate_steps if given.calibrate else 0)
     path = emit(document, args, html=False)
     if args.json != "-" and not args.quiet:
-        for line in report.lines(document):
-            print(line, file=sys.stderr)
-        print(f"report: {path}", file=sys.stderr)
+        for line in report.lines(document):  # the model spec is a path: escapes shown
+            print(printable(line), file=sys.stderr)
+        print(f"report: {printable(path)}", file=sys.stderr)
     verdict = document["plan"]["verdict"]
     return EXIT_CHECK_FAILED if verdict == "does not fit" else EXIT_OK

@@ -325,7 +325,7 @@ def handle_train(args) -> int:
     validate.check_forwarded(args.run_args, "train")
 
     def started(host, run_dir):
-        print(f"[{host.name}] training started in {run_dir}", file=sys.stderr)
+        print(f"[{printable(host.name)}] training started in {printable(run_dir)}", file=sys.stderr)
 
     run_id = controller.start_training(_request(args), args.start_grace, started)
     print(run_id)
@@ -343,12 +343,13 @@ def handle_fetch(args) -> int:
     codes = []
     for host, target, state, got in controller.fetch(_request(args), args.run_id):
         note = f" ({got['skipped_count']} item(s) skipped)" if got["skipped_count"] else ""
-        print(f"[{host.name}] fetched into {target}; {state.describe()}{note}")
+        name = printable(host.name)
+        print(f"[{name}] fetched into {printable(target)}; {state.describe()}{note}")
         for skipped in got["skipped"]:
-            print(f"[{host.name}]   skipped {printable(skipped)}", file=sys.stderr)
+            print(f"[{name}]   skipped {printable(skipped)}", file=sys.stderr)
         if got["incomplete"]:
             print(
-                f"[{host.name}]   collect incomplete: {printable(got['incomplete'])}",
+                f"[{name}]   collect incomplete: {printable(got['incomplete'])}",
                 file=sys.stderr,
             )
         state.report(host)
@@ -378,7 +379,7 @@ def _print_summary(outcome: controller.Outcome, args, label: str) -> int:
                 f"  {r.status.upper():<17} {printable(r.name):<20} {printable(r.message)}",
                 file=sys.stderr,
             )
-        print(f"{label}: {outcome.path}", file=sys.stderr)
+        print(f"{label}: {printable(outcome.path)}", file=sys.stderr)
         if args.json:
             write_atomic(Path(args.json), text)
     return outcome.exit_code()

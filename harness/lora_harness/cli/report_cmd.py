@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_harness.core.errors import EXIT_OK, InputError
+from lora_harness.core.terminal import printable
 from lora_harness.reports import json_report, render, screenshot
 from lora_harness.runs import validate
 
@@ -40,9 +41,9 @@ def handle(args) -> int:
     if args.screenshot and not args.html:
         raise InputError("--screenshot renders the HTML page: pass --html PATH too")
     if args.html:
-        print(f"html: {render.write_html(args.html, documents, args.history)}")
+        print(f"html: {printable(render.write_html(args.html, documents, args.history))}")
     if args.screenshot:
-        print(f"screenshot: {screenshot.take(args.html, args.screenshot)}")
+        print(f"screenshot: {printable(screenshot.take(args.html, args.screenshot))}")
     if args.junit:
-        print(f"junit: {render.write_junit(args.junit, documents)}")
+        print(f"junit: {printable(render.write_junit(args.junit, documents))}")
     return EXIT_OK

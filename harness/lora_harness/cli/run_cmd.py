@@ -15,6 +15,7 @@ from lora_harness.core.errors import (
     EXIT_RANK_ERROR,
     InputError,
 )
+from lora_harness.core.terminal import printable
 from lora_harness.core.words import plural
 from lora_harness.reports import history
 from lora_harness.runs import distributed, options
@@ -84,7 +85,8 @@ def handle(args) -> int:
     if args.save_baseline and report["summary"]["verdict"] != "pass":
         # Said even with --quiet: the user asked for a file that is not written.
         print(
-            f"lora-harness: baseline NOT saved to {args.save_baseline}: the run did not pass",
+            f"lora-harness: baseline NOT saved to {printable(args.save_baseline)}: "
+            "the run did not pass",
             file=sys.stderr,
         )
     elif args.save_baseline:
@@ -104,7 +106,7 @@ def _rank_failed(report: dict, ctx, args, rank: int, error: Exception) -> int:
     as a lost peer (exit 5), so only this rank's report and line name the cause.
     """
     path = emit(report, args, path=write_run_folder(report, ctx, args.out))
-    message = " ".join(f"{error.__class__.__name__}: {error}".split())
+    message = printable(" ".join(f"{error.__class__.__name__}: {error}".split()))
     print(
         f"lora-harness: rank {rank}: training failed on this rank: {message} "
         f"(this rank's own error, not a lost peer); report: {path}",

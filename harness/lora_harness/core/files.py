@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -60,15 +62,92 @@ def _umask() -> int:
 def build_once(folder: Path, build) -> None:
     """Call build() unless `folder`/config.json exists, one process at a time.
 
-    `build` must create the folder atomically (stage and rename). A process that waited
-    finds the first one's result and builds nothing.
+    `build` must create the folder atomically (stage and rename, in a staging_folder). A
+    process that waited finds the first one's result and builds nothing. Staging folders
+    that killed builds left beside it are removed first (sweep_stale_staging).
     """
     folder = Path(folder)
     if (folder / "config.json").exists():
         return
     with exclusive_lock(folder.parent / f".{folder.name}.lock"):
+        sweep_stale_staging(folder.parent)
         if not (folder / "config.json").exists():
             build()
+
+
+# A staging folder is named after its target and its owner's pid, and its owner holds an
+# flock on the folder itself for as long as it builds: a sweeper removes one only when that
+# process is gone and the lock is free, never one a live process is still writing.
+STAGING = ".lh-staging-"
+_STAGING_NAME = re.compile(r"^\..*" + re.escape(STAGING) + r"(\d+)-[A-Za-z0-9_]+$")
+
+
+@contextlib.contextmanager
+def staging_folder(target: Path):
+    """A new hidden folder beside `target` to build it in (then rename it into place),
+    locked while the block runs and removed after it unless it was renamed away."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}{STAGING}{os.getpid()}-", dir=target.parent)
+    )
+    handle = os.open(staging, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # kept through a rename: it locks the inode
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        os.close(handle)
+
+
+def sweep_stale_staging(folder: Path) -> int:
+    """Remove the staging folders in `folder` that killed builds left (SIGKILL, power loss):
+    their owner process is gone and nobody holds their lock. Returns how many."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    removed = 0
+    for entry in entries:
+        match = _STAGING_NAME.match(entry.name)
+        if not match or not entry.is_dir(follow_symlinks=False) or _alive(int(match[1])):
+            continue
+        try:
+            handle = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(handle)
+            continue  # a live builder (another pid namespace, say) holds it
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += not os.path.lexists(entry.path)
+        finally:
+            os.close(handle)
+    if removed:
+        print(
+            f"lora-harness: removed {removed} staging folder(s) an interrupted build left "
+            f"in {folder}",
+            file=sys.stderr,
+        )
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    try:  # a killed process its parent has not reaped yet is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 @contextlib.contextmanager

@@ -51,6 +51,23 @@ def check_outputs(values: dict, command: str | None = None) -> None:
         if value is None or str(value) == "-":
             continue
         check_writable(Path(value), f"--{dest.replace('_', '-')}", kind)
+        if dest == "adapter_path":
+            _check_adapter_files(Path(value))
+
+
+# What train and guard write into --adapter-path, by name: a folder or a FIFO already there
+# under one of them hung the run (a FIFO opened for writing) or failed it after training.
+ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json", "metrics.jsonl")
+
+
+def _check_adapter_files(folder: Path) -> None:
+    for name in ADAPTER_FILES:
+        target = folder / name
+        if target.exists() and not target.is_file():
+            raise InputError(
+                f"--adapter-path {folder}: {name} there is not a regular file (a folder, a FIFO "
+                "or a device); remove it or pass another folder"
+            )
 
 
 def check_writable(path: Path, flag: str, kind: str) -> None:

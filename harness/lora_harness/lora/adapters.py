@@ -179,7 +179,7 @@ def read_adapter_tensors(folder: Path) -> dict[str, mx.array]:
         mx.eval(tensors)
     except Exception as exc:  # mlx raises RuntimeError/ValueError variants for corrupt files
         raise InputError(
-            f"{path} cannot be read, it is corrupt or truncated ({_first_line(exc)}); "
+            f"{path} cannot be read, it is corrupt or truncated ({first_line(exc)}); "
             "train the adapter again or copy it anew"
         )
     if not isinstance(tensors, dict) or not tensors:
@@ -187,7 +187,7 @@ def read_adapter_tensors(folder: Path) -> dict[str, mx.array]:
     return tensors
 
 
-def _first_line(exc: Exception, limit: int = 200) -> str:
+def first_line(exc: Exception, limit: int = 200) -> str:
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else exc.__class__.__name__
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."

@@ -12,11 +12,10 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lora_harness.core.files import build_once
+from lora_harness.core.files import build_once, staging_folder
 from lora_harness.models.manifest import discard_if_untrusted, write_manifest
 from lora_harness.text import corpus
 
@@ -109,9 +108,8 @@ def _build_atomically(recipe: FixtureRecipe, folder: Path) -> None:
         file=sys.stderr,
     )
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    staging.chmod(0o755)
-    try:
+    with staging_folder(folder) as staging:
+        staging.chmod(0o755)
         texts = corpus.mixed_corpus(recipe.corpus_per_voice, seed=recipe.seed)
         _write_tokenizer(recipe, texts, staging)
         _write_model(recipe, texts, staging)
@@ -121,8 +119,6 @@ def _build_atomically(recipe: FixtureRecipe, folder: Path) -> None:
         except OSError:
             if not (folder / "config.json").exists():
                 raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_tokenizer(recipe: FixtureRecipe, texts: list[str], folder: Path) -> None:

@@ -18,12 +18,11 @@ import hashlib
 import json
 import shutil
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
-from lora_harness.core.files import build_once
+from lora_harness.core.files import build_once, staging_folder
 
 # llama.cpp's LLAMA_FTYPE values (general.file_type): the ones mlx reads natively.
 READABLE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0"}
@@ -264,17 +263,14 @@ def _convert_atomically(gguf_file: Path, dtype: str | None, folder: Path) -> Non
         file=sys.stderr,
     )
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    staging.chmod(0o755)
-    try:
+    with staging_folder(folder) as staging:
+        staging.chmod(0o755)
         convert(gguf_file, dtype, staging)
         try:
             staging.rename(folder)
         except OSError:
             if not (folder / "config.json").exists():
                 raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def export(folder: Path, destination: Path) -> Path:

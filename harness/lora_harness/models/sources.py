@@ -147,9 +147,12 @@ def build_from_config(config: dict):
     model_class, args_class = _model_classes(config)
     try:
         return model_class(args_class.from_dict(config))
-    except (TypeError, KeyError, ValueError) as exc:
+    except (TypeError, KeyError, ValueError, AssertionError, ZeroDivisionError) as exc:
+        # mlx-lm's model classes assert on what they need (qwen2: num_key_value_heads)
+        reason = (str(exc).strip().splitlines() or [repr(exc)])[0][:200]
         raise InputError(
-            f"config.json does not describe a valid {config['model_type']} model: {exc}"
+            f"config.json does not describe a valid {config['model_type']} model: "
+            f"{reason or exc.__class__.__name__}"
         )
 
 
@@ -178,10 +181,38 @@ def read_config(path: Path) -> dict:
         raise InputError(f"{path} has no model_type; it is not a model config.json")
     if "num_hidden_layers" not in config and "text_config" not in config:
         raise InputError(f"{path} has no num_hidden_layers; it is not a language-model config")
-    for key in ("num_hidden_layers", "hidden_size", "vocab_size"):
-        if key in config:
-            check(f"{key} in {path}", config[key], Rule(int, minimum=1))
+    for key, most in CONFIG_MAXIMA.items():
+        value = config.get(key, None)
+        if (
+            key in REQUIRED_INTS
+            and key in config
+            or value is not None
+            and not isinstance(
+                value,
+                list,  # some architectures give per-layer lists; mlx-lm reads those itself
+            )
+        ):  # a model is built from these: 10^12 layers never finishes, 0 heads divides by 0
+            check(f"{key} in {path}", value, Rule(int, minimum=1, maximum=most))
+    heads, kv_heads = config.get("num_attention_heads"), config.get("num_key_value_heads")
+    if isinstance(heads, int) and isinstance(kv_heads, int) and heads % kv_heads:
+        raise InputError(
+            f"num_attention_heads {heads} in {path} is not a multiple of num_key_value_heads "
+            f"{kv_heads}; grouped-query attention needs it to be"
+        )
     return config
+
+
+REQUIRED_INTS = ("num_hidden_layers", "hidden_size", "vocab_size")
+# Far beyond any released model (the largest have ~126 blocks, 16k hidden, 262k vocab):
+# what a corrupted or hostile config.json holds instead.
+CONFIG_MAXIMA = {
+    "num_hidden_layers": 1024,
+    "hidden_size": 1 << 17,
+    "intermediate_size": 1 << 20,
+    "vocab_size": 1 << 23,
+    "num_attention_heads": 4096,
+    "num_key_value_heads": 4096,
+}
 
 
 def _resolve_shape(spec: str) -> ModelSource:

@@ -12,13 +12,11 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
-from lora_harness.core.files import build_once
+from lora_harness.core.files import build_once, staging_folder
 from lora_harness.models.manifest import discard_if_untrusted, write_manifest
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -86,19 +84,17 @@ def variant_path(name: str, base_folder: Path) -> Path:
 def _convert_atomically(variant: Variant, source: Path, folder: Path) -> None:
     from mlx_lm.convert import convert
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        # mlx_lm.convert prints progress on stdout, which may be carrying a JSON report.
-        with contextlib.redirect_stdout(io.StringIO()):
-            convert(str(source), str(staging / "model"), **variant.convert_arguments())
-        write_manifest(staging / "model")  # last: a folder without it is never trusted
-        (staging / "model").chmod(0o755)
-        try:
-            (staging / "model").rename(folder)
-        except OSError:
-            if not (folder / "config.json").exists():
-                raise
+        with staging_folder(folder) as staging:
+            # mlx_lm.convert prints progress on stdout, which may be carrying a JSON report.
+            with contextlib.redirect_stdout(io.StringIO()):
+                convert(str(source), str(staging / "model"), **variant.convert_arguments())
+            write_manifest(staging / "model")  # last: a folder without it is never trusted
+            (staging / "model").chmod(0o755)
+            try:
+                (staging / "model").rename(folder)
+            except OSError:
+                if not (folder / "config.json").exists():
+                    raise
     except ValueError as exc:  # mlx rejects bits/group sizes it cannot quantise
         raise InputError(f"mlx_lm.convert cannot make {folder.name}: {str(exc).splitlines()[0]}")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -13,6 +13,7 @@ length). If no single change fits, --grad-checkpoint is combined with each of th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -82,7 +83,7 @@ def candidates(planner: Planner, knobs: Knobs) -> list[Knob]:
     if lengths:
         words = lambda t: f"--max-seq-length {t} (longer examples are truncated)"  # noqa: E731
         out.append(Knob("seq_length", lengths, lambda t: knobs.replace(seq_length=t), words))
-    if planner.shape(knobs).quantization is None:
+    if planner.shape(knobs).quantization is None and _quantizable(planner, knobs):
         words = lambda q: (  # noqa: E731
             f"a {q.bits}-bit base (mlx_lm.convert -q --q-bits {q.bits} "
             f"--q-group-size {q.group_size})"
@@ -92,10 +93,28 @@ def candidates(planner: Planner, knobs: Knobs) -> list[Knob]:
     return out
 
 
+def _divisors(n: int) -> set[int]:
+    """By pairs up to sqrt(n): a --batch-size of 10^11 took forever counting down from it."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return {*small, *(n // d for d in small)}
+
+
+def _quantizable(planner: Planner, knobs: Knobs) -> bool:
+    """Whether mlx can quantise this model at all (a dimension not divisible by the group
+    size cannot be): a change the user could not make is no advice."""
+    from lora_harness.core.errors import InputError
+
+    try:
+        planner.shape(knobs.replace(quantize=QUANTIZED_BASES[-1]))
+    except InputError:
+        return False
+    return True
+
+
 def _batch_knob(knobs: Knobs) -> Knob:
     """Smaller batches (divisors of the batch) with accumulation keeping the effective batch."""
     batch, accumulate = knobs.run.batch_size, knobs.run.grad_accumulation_steps
-    values = [b for b in range(batch - 1, 0, -1) if batch % b == 0]
+    values = sorted(_divisors(batch) - {batch}, reverse=True)
 
     def make(b):
         return knobs.replace(batch_size=b, grad_accumulation_steps=accumulate * batch // b)

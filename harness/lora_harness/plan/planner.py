@@ -50,11 +50,25 @@ class Planner:
         if lora.use_dora:  # DoRA's magnitudes do not scale with the rank: read each
             key = (lora.num_layers, lora.rank, knobs.quantize)
             if key not in self._shapes:
-                self._shapes[key] = shape.read(self.source, lora, quantize=knobs.quantize)
+                self._shapes[key] = self._read(lora, knobs.quantize)
             return self._shapes[key]
         if knobs.quantize not in self._shapes:
-            self._shapes[knobs.quantize] = shape.read(self.source, lora, quantize=knobs.quantize)
+            self._shapes[knobs.quantize] = self._read(lora, knobs.quantize)
         return self._shapes[knobs.quantize].with_lora(lora.num_layers, lora.rank)
+
+    def _read(self, lora, quantize):
+        try:
+            return shape.read(self.source, lora, quantize=quantize)
+        except ValueError as error:
+            if quantize is None:
+                raise
+            from lora_harness.core.errors import InputError
+
+            reason = (str(error).strip().splitlines() or ["ValueError"])[0]
+            raise InputError(
+                f"{self.source.spec} cannot be quantised to {quantize.bits} bits with group "
+                f"size {quantize.group_size} ({reason[:200]})"
+            )
 
     def predict(self, knobs: Knobs) -> tuple[memory.Prediction, memory.Device]:
         model = self.shape(knobs)

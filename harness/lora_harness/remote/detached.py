@@ -35,6 +35,7 @@ class RunState:
     exit_status: int | None = None  # written by the host when the process ended
     adapter: bool = False
     log_tail: list[str] = field(default_factory=list)
+    launched: bool = True  # the launcher wrote its pid file (it takes a moment to start)
 
     @property
     def ok(self) -> bool:
@@ -58,9 +59,10 @@ class RunState:
         """Say a dead run is dead, with the lines that tell why."""
         if self.ok:
             return
-        print(f"[{host.name}] {self.describe()}; last log lines:", file=out, flush=True)
+        name = printable(host.name)
+        print(f"[{name}] {self.describe()}; last log lines:", file=out, flush=True)
         for line in self.log_tail or ["(empty log)"]:
-            print(f"[{host.name}]   {printable(line)}", file=out, flush=True)
+            print(f"[{name}]   {printable(line)}", file=out, flush=True)
 
 
 def _connect(host: Host, options: RemoteOptions):
@@ -132,8 +134,13 @@ def _wait_alive(client, sftp, run_dir: str, grace_s: float) -> RunState:
     end = time.monotonic() + grace_s
     while True:
         state = state_of(client, sftp, run_dir)
-        if not state.running or time.monotonic() >= end:
+        if time.monotonic() >= end:
             return state
+        if not state.running:
+            if state.launched or state.exit_status is not None:
+                return state
+            time.sleep(0.5)  # no pid file yet: the launcher's Python is still starting
+            continue
         try:
             sftp.stat(f"{run_dir}/adapters/{METRICS_FILE}")
             return state  # training steps are being written
@@ -145,7 +152,8 @@ def state_of(client, sftp, run_dir: str) -> RunState:
     folder = shell.quote([run_dir])
     script = (
         f"cd {folder} 2>/dev/null || exit 3; "
-        f'pgid=$(cat pid 2>/dev/null); if [ -n "$pgid" ] && kill -0 -- -$pgid 2>/dev/null; '
+        f"pgid=$(cat pid 2>/dev/null); echo pid=$pgid; "
+        f'if [ -n "$pgid" ] && {shell.signal_group("0")}; '
         f"then echo running; else sleep 0.2; echo stopped; fi; "
         f"echo status=$(cat {EXIT_FILE} 2>/dev/null); "
         f"test -e adapters/adapters.safetensors && echo adapter; "
@@ -157,7 +165,9 @@ def state_of(client, sftp, run_dir: str) -> RunState:
     head, _, tail = done.stdout_tail.partition("---\n")
     lines = head.splitlines()
     status = next((ln[7:] for ln in lines if ln.startswith("status=")), "")
+    pid = next((ln[4:] for ln in lines if ln.startswith("pid=")), "")
     return RunState(
+        launched=pid.strip().isdigit(),
         running="running" in lines,
         exit_status=int(status) if status.strip().isdigit() else None,
         adapter="adapter" in lines,
@@ -208,7 +218,7 @@ def _print_new_steps(
             )
         except (ValueError, KeyError, TypeError):
             continue  # a line the host wrote that is not a step: not ours to crash on
-        print(f"[{host.name}] {text}", file=out, flush=True)
+        print(f"[{printable(host.name)}] {text}", file=out, flush=True)
     return offset, partial
 
 

@@ -13,8 +13,22 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lora_harness.core.errors import InputError
+from lora_harness.core.validation import check
+from lora_harness.remote import inventory
 from lora_harness.remote.host_run import HostResult, RemoteOptions, run_host
-from lora_harness.remote.inventory import Host
+from lora_harness.remote.inventory import HOST_RULES, Host
+
+SUMMARY_HOST_KEYS = (
+    "name",
+    "hostname",
+    "user",
+    "port",
+    "python",
+    "work_dir",
+    "labels",
+    "ips",
+    "trust_new",
+)  # fmt: skip  (what Host.describe() writes)
 
 STATUSES = (
     "passed",
@@ -105,14 +119,22 @@ def hosts_to_retry(path: Path, whole_ring: bool = False) -> list[Host]:
     try:
         failed = [h for h in earlier["hosts"] if h["status"] != "passed"]
         chosen = earlier["hosts"] if whole_ring and failed else failed
-        hosts = [
-            Host(**{k: v for k, v in h["host"].items() if k in Host.__dataclass_fields__})
-            for h in chosen
-        ]
+        entries = [h["host"] for h in chosen]
     except (KeyError, TypeError, AttributeError) as error:
         raise InputError(f"--retry-failed {path}: a host entry is malformed ({error})")
-    # The summary is data from disk: its names become folders, its hostnames argv.
-    return [host.check(f"--retry-failed {path}") for host in hosts]
+    return [_retry_host(entry, f"--retry-failed {path}") for entry in entries]
+
+
+def _retry_host(entry, where: str) -> Host:
+    """A host as Host.describe() wrote it, checked as a fleet TOML entry is: the summary is
+    data from disk. Only the fields describe() writes are read, so a proxy_command or an
+    identity file planted in it never becomes a local command or a key to offer."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("hostname"), str):
+        raise InputError(f"{where}: a host entry is malformed (no hostname)")
+    fields = {k: entry[k] for k in SUMMARY_HOST_KEYS if entry.get(k) is not None}
+    for key, value in fields.items():
+        check(f"{where}: {key}", value, HOST_RULES[key])
+    return inventory.host_from(fields, where).check(where)
 
 
 def now() -> str:

@@ -213,7 +213,7 @@ def _kill_group(client, run_dir: str) -> None:
     pid = shell.quote([f"{run_dir}/pid"])
     script = (
         f'pgid=$(cat {pid} 2>/dev/null) && [ -n "$pgid" ] && '
-        f"(kill -TERM -- -$pgid; sleep 2; kill -KILL -- -$pgid) 2>/dev/null; true"
+        f"({shell.signal_group('TERM')}; sleep 2; {shell.signal_group('KILL')}) 2>/dev/null; true"
     )
     shell.run(client, script, timeout=15)
 

@@ -118,7 +118,7 @@ def load_fleet(path: Path) -> list[Host]:
             raise InputError(f"{where} needs a hostname")
         for key, value in merged.items():
             check(f"{where}: {key}", value, HOST_RULES[key])
-        hosts.append(_host(merged, where))
+        hosts.append(host_from(merged, where))
     host_names = [h.name for h in hosts]
     if duplicate := next((n for n in host_names if host_names.count(n) > 1), None):
         raise InputError(f"--hosts {path}: two hosts are named {duplicate!r}; give each a name")
@@ -137,7 +137,7 @@ def _read_toml(path: Path) -> dict:
         raise InputError(f"--hosts {path} is not valid TOML: {exc}")
 
 
-def _host(merged: dict, where: str) -> Host:
+def host_from(merged: dict, where: str) -> Host:
     return Host(
         name=str(merged.get("name", merged["hostname"])),
         hostname=names.check_hostname(merged["hostname"], where),

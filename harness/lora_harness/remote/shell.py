@@ -32,6 +32,15 @@ def quote(parts: list[str]) -> str:
 MARK = "__lora_harness_output_7c1f__"
 
 
+def signal_group(signal: str, pgid: str = "$pgid") -> str:
+    """Shell that sends `signal` (0, TERM, KILL) to the process group `pgid`; true if sent.
+
+    POSIX writes it `kill -SIG -- -PGID`, but dash (Debian's /bin/sh, what a ForceCommand or
+    wrapper shell often runs commands with) takes the `--` for a pid and fails, which made a
+    live run read as stopped and a timed-out run go unkilled. The second form is dash's."""
+    return f"{{ kill -{signal} -- -{pgid} || kill -{signal} -{pgid}; }} 2>/dev/null"
+
+
 def marked(command: str) -> str:
     """`command` with its stdout framed by MARK lines, its exit status kept."""
     return f"printf '%s\\n' {MARK}; {{ {command}\n}}; s=$?; printf '%s\\n' {MARK}; exit $s"

@@ -83,12 +83,39 @@ def _validate(args: dict) -> None:
             "(a local folder, a hub id or fixture:tiny), not a shape-only or random model"
         )
     args["model"] = str(source.path)
+    if args.get("resume_adapter_file") is not None:
+        args["resume_adapter_file"] = str(_resume_file(args["resume_adapter_file"]))
     data = Path(str(args["data"])).expanduser()
     if not (data / "train.jsonl").is_file():
         raise InputError(
             f"--data {args['data']}: no train.jsonl there; the guard reads a local folder "
             "with train.jsonl and valid.jsonl, as mlx_lm.lora does"
         )
+
+
+def _resume_file(value) -> Path:
+    """--resume-adapter-file read before any model loads: a missing, truncated or corrupt
+    checkpoint (a kill or a full disk mid-save) is bad input, and a FIFO is never opened."""
+    import mlx.core as mx
+
+    from lora_harness.lora.adapters import first_line
+
+    flag = "--resume-adapter-file"
+    path = Path(str(value)).expanduser()
+    if not path.is_file():  # a FIFO or a device would block the load forever
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise InputError(f"{flag} {path} {what}; pass an adapters.safetensors checkpoint")
+    try:
+        tensors = mx.load(str(path))
+        mx.eval(tensors)
+    except Exception as exc:  # mlx raises RuntimeError/ValueError variants for corrupt files
+        raise InputError(
+            f"{flag} {path} cannot be read, it is corrupt or truncated ({first_line(exc)}); "
+            "pass a checkpoint that mlx_lm.lora or lora-harness wrote"
+        )
+    if not isinstance(tensors, dict) or not tensors:
+        raise InputError(f"{flag} {path} holds no tensors; pass an adapter checkpoint")
+    return path
 
 
 def lora_config(args) -> LoRAConfig:

@@ -12,6 +12,7 @@ the compiled step, gradient accumulation and checkpointing are mlx-lm's.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import mlx.core as mx
@@ -21,6 +22,35 @@ from lora_harness.core.errors import InputError
 from lora_harness.runs.guard_args import lora_config
 from lora_harness.runs.guard_monitor import GuardStop
 from lora_harness.runs.watch import Watch
+
+
+@contextlib.contextmanager
+def _atomic_saves():
+    """mlx-lm's train() writes adapters.safetensors and each checkpoint in place, so a kill
+    or a full disk mid-save left a truncated file under the very name that mlx_lm.load and
+    --resume-adapter-file read. While it runs, its saves go through a temporary name and a
+    rename (and a failed write is the OSError it is, not an internal error)."""
+    from mlx_lm.tuner import trainer
+
+    from lora_harness.lora.adapters import replace_file, save_tensors
+
+    real = trainer.mx
+
+    class AtomicSaves:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def save_safetensors(path, arrays, metadata=None):
+            if metadata is not None:  # not what train() passes; kept as mlx writes it
+                return real.save_safetensors(path, arrays, metadata=metadata)
+            replace_file(Path(path), lambda temporary: save_tensors(temporary, arrays))
+
+    trainer.mx = AtomicSaves()
+    try:
+        yield
+    finally:
+        trainer.mx = real
 
 
 class GuardedRun:
@@ -62,7 +92,7 @@ class GuardedRun:
         self.train_set = train_set
         training_args = self._prepare(model, tokenizer, train_data)
         try:
-            with self.watch:
+            with self.watch, _atomic_saves():
                 self.monitor = self.watch.monitor
                 train(
                     model=model,
