@@ -18,9 +18,14 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 
 
 def _describe(**env) -> str:
-    environ = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", cpu_blas.ENV)}
+    return _describe_with(PROBE, **env)
+
+
+def _describe_with(probe: str, **env) -> str:
+    unset = ("LD_PRELOAD", cpu_blas.ENV, "OPENBLAS_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE], env={**environ, **env}, capture_output=True, text=True
+        [sys.executable, "-c", probe], env={**environ, **env}, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -32,6 +37,21 @@ def test_a_system_openblas_is_loaded_ahead_of_the_bundled_one():
     if found is None:
         pytest.skip("no system OpenBLAS here (.ci/run installs libopenblas0-pthread)")
     assert _describe() == f"openblas {found}"
+
+
+@linux_only
+def test_pytest_xdist_workers_share_the_cores_as_openblas_threads():
+    if cpu_blas._system_openblas() is None:
+        pytest.skip("no system OpenBLAS here (.ci/run installs libopenblas0-pthread)")
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    probe = PROBE.replace("print(", "import os; print(os.environ['OPENBLAS_NUM_THREADS'], ")
+    said = _describe_with(probe, PYTEST_XDIST_WORKER_COUNT="2")
+    assert said.startswith(f"{threads} openblas ") and "2 pytest-xdist workers" in said
+    # The user's own setting wins, and a single process keeps OpenBLAS's default.
+    assert _describe_with(probe, PYTEST_XDIST_WORKER_COUNT="2", OPENBLAS_NUM_THREADS="3")[0] == "3"
+    assert "OPENBLAS_NUM_THREADS" not in _describe_with(
+        PROBE.replace("print(", "import os; print(*os.environ, ")
+    )
 
 
 @linux_only

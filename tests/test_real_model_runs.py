@@ -60,8 +60,8 @@ def test_doctor_passes_an_adapter_mlx_lm_trained_on_chat_rows(smollm2, tmp_path,
     train += ["--data", str(PIRATE), "--iters", "2", "--batch-size", "2", "--num-layers", "2"]
     train += ["--adapter-path", str(adapters), "--max-seq-length", "128", "--steps-per-report", "1"]
     # mlx_lm runs without lora_harness: hand it the OpenBLAS the harness would load.
-    blas = cpu_blas.describe().removeprefix("openblas ")
-    env = {**os.environ, "LD_PRELOAD": blas} if Path(blas).is_file() else None
+    blas = cpu_blas.library()
+    env = {**os.environ, "LD_PRELOAD": blas} if blas else None
     subprocess.run(train, check=True, capture_output=True, timeout=1200, env=env)
     done = cli(
         "doctor",
