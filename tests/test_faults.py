@@ -45,3 +45,27 @@ def test_inject_fault_keeps_the_faults_lora_overrides():
 def test_a_fault_applies_on_top_of_the_users_own_settings():
     lora, _ = ALL_FAULTS["huge_scale"].applied_to(LoRAConfig(rank=16, num_layers=2))
     assert (lora.rank, lora.num_layers) == (16, 2)
+
+
+@pytest.mark.parametrize("kind", ["text", "completions", "chat"])
+def test_data_without_terminator_drops_the_end_in_every_row_format(fixture_cache, kind):
+    # On chat rows (a real instruct model's data) the fault once raised KeyError 'text', which
+    # the self-test counted as caught because every check errored.
+    from mlx_lm import load
+
+    from lora_harness.checks.training_examples_terminated import _Ends, _tokens
+    from lora_harness.models.sources import resolve
+    from lora_harness.text.data import tokenized_dataset
+    from tests.test_trainer_checks import rows_of
+
+    _, tokenizer = load(resolve("fixture:tiny").path)
+    rows = rows_of(kind)
+    ends = _Ends(set(tokenizer.eos_token_ids), tokenizer)
+    fault = ALL_FAULTS["data_without_terminator"].applied_to(LoRAConfig())[1]
+    for dataset, terminated in [
+        (tokenized_dataset(rows, tokenizer), True),
+        (fault.tokenize(rows, tokenizer), False),
+    ]:
+        assert [ends.terminated(_tokens(dataset[i])) for i in range(len(rows))] == [
+            terminated
+        ] * len(rows)

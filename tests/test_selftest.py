@@ -59,6 +59,27 @@ def test_a_declared_catcher_that_passes_is_a_finding_that_fails_the_verdict():
     assert row["badge"] == "fail" and f"declared but passed: {blinded}" in row["verdict"]
 
 
+def test_a_crash_is_never_a_catch():
+    # data_without_terminator once raised KeyError on chat rows: every check errored and the
+    # self-test counted the fault as caught by its declared catcher.
+    fault = FAULTS["data_without_terminator"]
+    declared = suites.catchers(fault.name, suites.GATE)
+    results = _results(**{n: "error" for n in suites.GATE})
+    entry = judge_fault(fault, results, None, _clean(0.0))
+    assert not entry["caught"] and not entry["no_effect"]
+    assert entry["errored"] == list(suites.GATE) and entry["evidence"]["errored"]
+    summary = summarise([], [entry])
+    assert summary["errored"] == [fault.name] and summary["verdict"] == "fail"
+    assert f"`{fault.name}` | **ERRORED**" in markdown_matrix(
+        {"checks": declared, "faults": [entry]}
+    )
+    from lora_harness.cli.selftest_cmd import _fault_line
+
+    assert _fault_line(entry).lstrip().startswith(
+        "ERRORED"
+    ) and "a crash judges nothing" in _fault_line(entry)
+
+
 def test_a_fault_without_effect_keeps_no_declaration_to_check():
     fault = FAULTS["skip_optimizer_init"]
     entry = judge_fault(

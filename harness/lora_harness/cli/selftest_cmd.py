@@ -78,9 +78,11 @@ def handle(args) -> int:
     if args.markdown:
         write_atomic(args.markdown, caught_table(section) + "\n" + markdown_matrix(section))
     summary = section["summary"]
+    errored = f"errored: {', '.join(summary['errored'])}; " if summary["errored"] else ""
     show.note(
         f"selftest: {summary['caught']}/{summary['faults']} caught, no effect: "
         f"{', '.join(summary['no_effect']) or 'none'}, escaped: {', '.join(summary['escaped']) or 'none'}; "
+        f"{errored}"
         f"clean run {'clean' if not summary['clean_not_passing'] else 'NOT clean: ' + ', '.join(summary['clean_not_passing'])}"
     )
     for unkept in summary["unkept_declarations"]:
@@ -97,6 +99,7 @@ def handle(args) -> int:
 def _fault_line(entry: dict) -> str:
     if entry["caught"]:
         also = f"; also failed: {', '.join(entry['also_failed'])}" if entry["also_failed"] else ""
+        also += f"; errored: {', '.join(entry['errored'])}" if entry["errored"] else ""
         return f"  CAUGHT    {entry['name']:<30} by {', '.join(entry['caught_by'])}{also}"
     if entry["no_effect"]:
         ev = entry["evidence"]
@@ -105,6 +108,9 @@ def _fault_line(entry: dict) -> str:
             f"from the clean run (two clean runs: {ev['clean_run_spread']:.2g}), base identical"
         )
     declared = ", ".join(entry["expected_checks"]) or "no check declares it"
+    if entry["errored"]:
+        raised = ", ".join(entry["errored"])
+        return f"  ERRORED   {entry['name']:<30} raised in {raised} (a crash judges nothing); declared catchers: {declared}"
     return f"  ESCAPED   {entry['name']:<30} declared catchers: {declared}"
 
 

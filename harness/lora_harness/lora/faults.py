@@ -151,19 +151,35 @@ def _loss_mask_on_inputs(model, batch, lengths):
 
 
 class _TextWithoutTerminator:
-    """A hand-rolled dataset that encodes text rows as they are: no EOS is appended."""
+    """A hand-rolled dataset that encodes rows as they are: no EOS is appended to text rows,
+    and chat rows lose the end-of-turn the chat template closes the last turn with."""
 
     def __init__(self, rows: list[dict], tokenizer):
         self.rows, self.tokenizer = rows, tokenizer
 
     def process(self, row: dict):
-        return self.tokenizer.encode(row["text"], add_special_tokens=False), 0
+        if "text" in row:
+            return self.tokenizer.encode(row["text"], add_special_tokens=False), 0
+        messages = row.get("messages") or [
+            {"role": "user", "content": row["prompt"]},
+            {"role": "assistant", "content": row["completion"]},
+        ]
+        tokens = list(self.tokenizer.apply_chat_template(messages, return_dict=False))
+        return _without_trailing_end(tokens, self.tokenizer), 0
 
     def __getitem__(self, index: int):
         return self.rows[index]
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+def _without_trailing_end(tokens: list[int], tokenizer) -> list[int]:
+    # Templates write "<|im_end|>" then a newline: a renderer that cuts the turn's end cuts both.
+    stops = set(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
+    while tokens and (tokens[-1] in stops or not tokenizer.decode([tokens[-1]]).strip()):
+        tokens.pop()
+    return tokens
 
 
 def _tokenize_without_terminator(rows: list[dict], tokenizer):

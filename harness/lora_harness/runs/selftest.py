@@ -84,20 +84,26 @@ class CleanSpread:
 
 
 def judge_fault(fault: Fault, results: list, state: FinalState | None, clean: CleanSpread) -> dict:
-    failed = [r.name for r in results if r.status in ("fail", "error")]
+    failed = [r.name for r in results if r.status == "fail"]
+    # A check that raised judged nothing: a crash is never a catch (data_without_terminator
+    # once raised KeyError on chat rows and every check "caught" it).
+    errored = [r.name for r in results if r.status == "error"]
     declared = suites.catchers(fault.name, [r.name for r in results])
     caught_by = [name for name in failed if name in declared]
     effect = _effect(state, clean)
-    no_effect = not failed and effect["within_clean_spread"]
+    no_effect = not failed and not errored and effect["within_clean_spread"]
     evidence = (
         {"failed": failed} if caught_by else effect if no_effect else {"failed": failed, **effect}
     )
+    if errored:
+        evidence["errored"] = errored
     return {
         "name": fault.name,
         "description": fault.description,
         "expected_checks": declared,
         "caught_by": caught_by,
         "also_failed": [n for n in failed if n not in caught_by],
+        "errored": errored,
         # A declaration the run did not keep: the check says it catches this fault, and
         # passed on it. Nothing to keep where the fault had no effect.
         "declared_not_failed": [] if no_effect else [n for n in declared if n not in failed],
@@ -186,6 +192,7 @@ def selftest_report(settings: Settings, source: ModelSource, fault_names, on_fau
 def summarise(clean_results: list, entries: list[dict]) -> dict:
     clean_bad = sorted({r.name for r in clean_results if r.status not in ("pass", "skip")})
     escaped = [e["name"] for e in entries if not e["caught"] and not e["no_effect"]]
+    errored = [e["name"] for e in entries if e["errored"]]
     unkept = [
         {"fault": e["name"], "checks": e["declared_not_failed"]}
         for e in entries
@@ -196,9 +203,10 @@ def summarise(clean_results: list, entries: list[dict]) -> dict:
         "caught": sum(e["caught"] for e in entries),
         "no_effect": [e["name"] for e in entries if e["no_effect"]],
         "escaped": escaped,
+        "errored": errored,
         "unkept_declarations": unkept,
         "clean_not_passing": clean_bad,
-        "verdict": "fail" if escaped or clean_bad or unkept else "pass",
+        "verdict": "fail" if escaped or clean_bad or unkept or errored else "pass",
     }
 
 
@@ -218,7 +226,9 @@ def markdown_matrix(section: dict) -> str:
 
 
 def _verdict(entry: dict) -> str:
-    return "yes" if entry["caught"] else "no effect" if entry["no_effect"] else "**ESCAPED**"
+    if entry["caught"] or entry["no_effect"]:
+        return "yes" if entry["caught"] else "no effect"
+    return "**ERRORED**" if entry.get("errored") else "**ESCAPED**"
 
 
 NO_CATCHER = "none: no observable effect"
@@ -234,7 +244,7 @@ def caught_table(section: dict | None = None) -> str:
     for name, description, failed, verdict in _caught_rows(section):
         listed = ", ".join(f"`{c}`" for c in order if c in failed)
         cell = NO_CATCHER if verdict == "no effect" else listed
-        if verdict == "**ESCAPED**":
+        if verdict in ("**ESCAPED**", "**ERRORED**"):
             cell = verdict + (f" (failed: {listed})" if listed else "")
         escaped = description.replace("|", "\\|")  # a pipe would end the cell
         rows.append(f"| `{name}` | {escaped} | {cell} |")

@@ -85,6 +85,8 @@ def _selftest_view(section: dict | None) -> dict | None:
     rows = []
     for fault in section["faults"]:
         verdict = "caught" if fault["caught"] else "no effect" if fault["no_effect"] else "ESCAPED"
+        if not fault["caught"] and fault.get("errored"):
+            verdict = f"ERRORED in {', '.join(fault['errored'])}"
         badge = "pass" if fault["caught"] else "skip" if fault["no_effect"] else "fail"
         if unkept := fault.get("declared_not_failed"):  # a check that says it catches this
             verdict, badge = f"{verdict}; declared but passed: {', '.join(unkept)}", "fail"
