@@ -70,6 +70,7 @@ def test_a_crash_is_never_a_catch():
     assert entry["errored"] == list(suites.GATE) and entry["evidence"]["errored"]
     summary = summarise([], [entry])
     assert summary["errored"] == [fault.name] and summary["verdict"] == "fail"
+    assert summary["escaped"] == []
     assert f"`{fault.name}` | **ERRORED**" in markdown_matrix(
         {"checks": declared, "faults": [entry]}
     )
@@ -78,6 +79,12 @@ def test_a_crash_is_never_a_catch():
     assert _fault_line(entry).lstrip().startswith(
         "ERRORED"
     ) and "a crash judges nothing" in _fault_line(entry)
+    # Where a declared catcher failed, checks that raised beside it (MLX refusing to
+    # differentiate a thawed 4-bit base) are listed, and the fault is caught.
+    results = _results(training_examples_terminated="fail", adapters_changed="error")
+    entry = judge_fault(fault, results, None, _clean(0.0))
+    assert entry["caught"] and entry["errored"] == ["adapters_changed"]
+    assert summarise([], [entry])["verdict"] == "pass"
 
 
 def test_a_fault_without_effect_keeps_no_declaration_to_check():
