@@ -157,7 +157,7 @@ def test_selftest_catches_every_observable_fault_in_format(formats, name):
     settings = Settings(model=None, lora=LoRAConfig(), pins={}, suite=None, check_names=suites.GATE)
     section = run_selftest(formats[name], settings, list(FAULTS))
     summary = section["summary"]
-    assert summary["clean_not_passing"] == [] and summary["escaped"] == [], summary
+    assert summary["clean_not_passing"] == summary["escaped"] == summary["errored"] == [], summary
     assert summary["caught"] + len(summary["no_effect"]) == len(FAULTS)
 
 
