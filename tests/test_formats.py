@@ -140,7 +140,12 @@ def test_fuse_can_dequantize_like_mlx_lm_fuse(formats):
     fuse_with_mlx_lm(model, dequantize=True)
     assert not numerics.precision_of(model.model.layers[0].self_attn).quantized
     distance = numerics.relative_distance(ctx.model.logits(model), ctx.adapter.loaded_logits)
-    floor, allowed = ctx.model.tolerance()
+    # Each block's merged weights are rounded once and the blocks run in sequence: one
+    # rounding per block (measured 4.0e-7 and 6.2e-7 over 4 blocks; the model's own
+    # tolerance, one rounding, is 4.8e-7 with a zero noise floor, and failed CI once).
+    floor = ctx.model.noise_floor or 0.0
+    blocks = formats["tiny-q4"].config["num_hidden_layers"]
+    allowed = numerics.allowed_difference(ctx.model.precision, floor, roundings=blocks)
     assert distance <= allowed, (distance, allowed)
     assert mx.isfinite(mx.array(distance)).item()
 
