@@ -79,6 +79,10 @@ def test_a_crash_is_never_a_catch():
     assert _fault_line(entry).lstrip().startswith(
         "ERRORED"
     ) and "a crash judges nothing" in _fault_line(entry)
+    from lora_harness.reports.html import _selftest_view
+
+    (row,) = _selftest_view({"checks": declared, "faults": [entry]})["rows"]
+    assert row["badge"] == "fail" and row["verdict"].startswith("ERRORED in ")
     # Where a declared catcher failed, checks that raised beside it (MLX refusing to
     # differentiate a thawed 4-bit base) are listed, and the fault is caught.
     results = _results(training_examples_terminated="fail", adapters_changed="error")
