@@ -43,7 +43,7 @@ def test_a_system_openblas_is_loaded_ahead_of_the_bundled_one():
 def test_pytest_xdist_workers_share_the_cores_as_openblas_threads():
     if cpu_blas._system_openblas() is None:
         pytest.skip("no system OpenBLAS here (.ci/run installs libopenblas0-pthread)")
-    threads = max(1, (os.cpu_count() or 1) // 2)
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
     probe = PROBE.replace("print(", "import os; print(os.environ['OPENBLAS_NUM_THREADS'], ")
     said = _describe_with(probe, PYTEST_XDIST_WORKER_COUNT="2")
     assert said.startswith(f"{threads} openblas ") and "2 pytest-xdist workers" in said

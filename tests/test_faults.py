@@ -56,11 +56,12 @@ def test_data_without_terminator_drops_the_end_in_every_row_format(fixture_cache
     from lora_harness.checks.training_examples_terminated import _Ends, _tokens
     from lora_harness.models.sources import resolve
     from lora_harness.text.data import tokenized_dataset
+    from lora_harness.text.generation import stop_token_ids
     from tests.test_trainer_checks import rows_of
 
     _, tokenizer = load(resolve("fixture:tiny").path)
     rows = rows_of(kind)
-    ends = _Ends(set(tokenizer.eos_token_ids), tokenizer)
+    ends = _Ends(stop_token_ids(tokenizer, resolve("fixture:tiny").path), tokenizer)
     fault = ALL_FAULTS["data_without_terminator"].applied_to(LoRAConfig())[1]
     for dataset, terminated in [
         (tokenized_dataset(rows, tokenizer), True),

@@ -83,7 +83,8 @@ def _share_cores_between_workers() -> str:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if workers < 2 or "OPENBLAS_NUM_THREADS" in os.environ:
         return ""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // workers)
     os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     return f" ({threads} thread{'s' * (threads > 1)} each: {workers} pytest-xdist workers share the cores)"
 

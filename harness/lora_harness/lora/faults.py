@@ -176,7 +176,11 @@ class _TextWithoutTerminator:
 
 def _without_trailing_end(tokens: list[int], tokenizer) -> list[int]:
     # Templates write "<|im_end|>" then a newline: a renderer that cuts the turn's end cuts both.
-    stops = set(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
+    # The stops are the ones training_examples_terminated looks for: eos and the template's
+    # end-of-turn tokens (Qwen's <|im_end|> is not its eos).
+    from lora_harness.text.generation import stop_token_ids
+
+    stops = stop_token_ids(tokenizer, None)
     while tokens and (tokens[-1] in stops or not tokenizer.decode([tokens[-1]]).strip()):
         tokens.pop()
     return tokens
